@@ -1,0 +1,250 @@
+"""Ingest a run's events.jsonl into the store, resumable by byte offset and seq.
+
+Ingesting twice, ingesting a file still being written, or ingesting after a crash of either side gives
+the same rows: events with seq ≤ the cursor are skipped, a half-written last line waits for the next
+pass, and rows + cursor commit in one transaction. A malformed line in the middle is an error naming
+file:line; every row before it stays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlmodel import Session
+
+from engine.errors import SpecError
+from store.models import Artifact, Experiment, GateResult, Run, RunCursor, Subject
+from store.store import Store, now_ms
+
+try:
+    from orjson import loads as _loads
+except ImportError:  # orjson is optional; the stdlib parser gives the same objects
+    _loads = json.loads
+
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+@dataclass
+class IngestStats:
+    events: int = 0
+    offset: int = 0
+    seq: int = 0
+    status: str | None = None
+
+
+def fingerprint_hash(fp: dict) -> str:
+    return hashlib.sha256(json.dumps(fp, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()[:16]
+
+
+def get_or_create_experiment(s: Session, name: str) -> Experiment:
+    exp = s.execute(select(Experiment).where(Experiment.name == name)).scalars().first()
+    if exp is None:
+        exp = Experiment(name=name, created_ms=now_ms())
+        s.add(exp)
+        s.flush()
+    return exp
+
+
+def register_run(store: Store, run_id: str, *, kind: str = "", name: str | None = None,
+                 experiment: str | None = None, run_dir: str = "", box: str = "local", pid: int | None = None) -> None:
+    """Create (or complete) the run's row before its first event is ingested."""
+    with store.write() as s:
+        run = s.get(Run, run_id)
+        if run is None:
+            run = Run(id=run_id, kind=kind, name=name, run_dir=run_dir, box=box, pid=pid, created_ms=now_ms())
+            s.add(run)
+        run.kind = run.kind or kind
+        run.run_dir = run_dir or run.run_dir
+        run.pid = pid or run.pid
+        if experiment and run.experiment_id is None:
+            run.experiment_id = get_or_create_experiment(s, experiment).id
+
+
+def cursor_of(store: Store, run_id: str) -> tuple[int, int]:
+    with store.session() as s:
+        c = s.get(RunCursor, run_id)
+        return (c.offset, c.seq) if c else (0, 0)
+
+
+def _upsert_subject(s: Session, run: Run, subject: dict, cache: dict, step: int | None = None) -> Subject:
+    key = subject["id"]
+    if key in cache:
+        return cache[key]
+    row = s.execute(select(Subject).where(Subject.experiment_id == run.experiment_id,
+                                       Subject.subject_id == key)).scalars().first()
+    if row is None:
+        row = Subject(subject_id=key, experiment_id=run.experiment_id, name=subject.get("name", key),
+                      kind=subject.get("kind", "checkpoint"), recipe=subject.get("recipe", {}),
+                      run_id=run.id if subject.get("kind") == "checkpoint" else None, step=step,
+                      created_ms=now_ms())
+        s.add(row)
+        s.flush()
+    cache[key] = row
+    return row
+
+
+class _Batch:
+    """Rows built from one pass of events, written with bulk inserts."""
+
+    def __init__(self, s: Session, run: Run):
+        self.s, self.run = s, run
+        self.metrics: list[dict] = []
+        self.subjects: dict[str, Subject] = {}
+
+    def apply(self, e: dict) -> None:
+        t, run, ms = e["type"], self.run, int(e["ts"] * 1000)
+        if t == "metric":
+            self.metrics.append((run.id, e["seq"], e["key"], e.get("step", 0), e["value"], ms))
+        elif t == "progress":
+            run.progress_done, run.progress_total = e.get("done"), e.get("total")
+            run.progress_unit, run.progress_label = e.get("unit"), e.get("label")
+        elif t == "status":
+            self._status(e, ms)
+        elif t == "checkpoint":
+            _upsert_subject(self.s, run, e["subject"], self.subjects, step=e.get("step"))
+        elif t == "gate_result":
+            subj = _upsert_subject(self.s, run, e["subject"], self.subjects)
+            fp = e.get("fingerprint", {})
+            self.s.add(GateResult(
+                run_id=run.id, seq=e["seq"], subject_pk=subj.id, gate=e["gate"], axis=e.get("axis", ""),
+                scorer=e.get("scorer", ""), primary_metric=e.get("primary") or next(iter(e["metrics"])),
+                higher_is_better=e.get("higher_is_better", True), tolerance_pp=e.get("tolerance_pp", 0.5),
+                metrics=e["metrics"], stderr=e.get("stderr", {}), n=e["n"], outcomes=e.get("outcomes", []),
+                preds=e.get("preds"), golds=e.get("golds"), fingerprint=fp, fingerprint_hash=fingerprint_hash(fp),
+                elapsed_s=e.get("elapsed_s"), created_ms=ms))
+        elif t == "artifact":
+            known = {"run", "seq", "ts", "type", "path", "kind", "sha256", "bytes"}
+            self.s.add(Artifact(run_id=run.id, seq=e["seq"], path=e["path"], kind=e["kind"], sha256=e.get("sha256"),
+                                bytes=e.get("bytes", 0), extra={k: v for k, v in e.items() if k not in known},
+                                created_ms=ms))
+
+    def _status(self, e: dict, ms: int) -> None:
+        run, status = self.run, e["status"]
+        if status == "queued":
+            run.kind = run.kind or e.get("kind", "")
+            run.name = run.name or e.get("name")
+            if run.experiment_id is None:
+                run.experiment_id = get_or_create_experiment(self.s, e.get("experiment") or "default").id
+        elif status == "running":
+            run.started_ms = run.started_ms or ms
+            run.pid = e.get("pid", run.pid)
+        if status in TERMINAL:
+            run.ended_ms = ms
+            run.error = e.get("error")
+        run.status = status
+
+    def flush(self) -> None:
+        if self.metrics:
+            # The driver's executemany on plain tuples: SQLAlchemy's per-row parameter building
+            # would cost more than the insert itself (bench/ingest.py).
+            conn = self.s.connection()
+            mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+            conn.exec_driver_sql(f"INSERT INTO metrics (run_id, seq, key, step, value, ts_ms) "
+                                 f"VALUES ({', '.join([mark] * 6)})", self.metrics)
+            self.metrics = []
+
+
+def _parse_lines(data: bytes, offset: int, first_seq: int, source: str):
+    """Yield (end_offset, event) for every complete line of `data`; stop at a malformed one by raising."""
+    pos, line_no = 0, first_seq
+    while True:
+        nl = data.find(b"\n", pos)
+        if nl < 0:
+            return
+        line_no += 1
+        raw = data[pos:nl]
+        try:
+            event = _loads(raw)
+            if not isinstance(event, dict) or not isinstance(event.get("seq"), int) or "type" not in event:
+                raise ValueError("not an event object with seq and type")
+        except ValueError as e:
+            raise SpecError(f"{source}:{line_no}: malformed event line ({e})") from None
+        pos = nl + 1
+        yield offset + pos, event
+
+
+def ingest_bytes(store: Store, run_id: str, data: bytes, offset: int, source: str,
+                 experiment: str | None = None, box: str = "local", run_dir: str = "") -> IngestStats:
+    """Ingest the complete lines of `data`, the bytes of an events file starting at byte `offset`.
+
+    Safe to call with data the store has partly seen (seq decides) and with a half-written last line.
+    """
+    stats = IngestStats()
+    error: SpecError | None = None
+    with store.write() as s:
+        run = s.get(Run, run_id)
+        if run is None:
+            run = Run(id=run_id, box=box, run_dir=run_dir, created_ms=now_ms())
+            s.add(run)
+            s.flush()
+        if experiment and run.experiment_id is None:
+            run.experiment_id = get_or_create_experiment(s, experiment).id
+        cursor = s.get(RunCursor, run_id) or RunCursor(run_id=run_id)
+        s.add(cursor)
+        batch = _Batch(s, run)
+        # Lines before the cursor were ingested; the line number of this chunk's first line is
+        # derivable from seq only when the chunk starts at the cursor.
+        first_line = cursor.seq if offset == cursor.offset else 0
+        last_seq, last_offset = cursor.seq or 0, cursor.offset or 0
+        try:
+            for end, event in _parse_lines(data, offset, first_line, source):
+                seq = event["seq"]
+                if event.get("run", run_id) != run_id:
+                    raise SpecError(f"{source}: event seq {seq} belongs to run {event.get('run')!r}, not {run_id!r}")
+                if seq <= last_seq:
+                    continue
+                if seq != last_seq + 1:
+                    raise SpecError(f"{source}: events jump from seq {last_seq} to {seq} (a gap)")
+                batch.apply(event)
+                last_seq, last_offset = seq, max(last_offset, end)
+                stats.events += 1
+        except SpecError as e:
+            error = e  # keep every row before the bad line
+        batch.flush()
+        cursor.seq, cursor.offset, cursor.updated_ms = last_seq, last_offset, now_ms()
+        stats.offset, stats.seq, stats.status = cursor.offset, cursor.seq, run.status
+    if error:
+        raise error
+    return stats
+
+
+def read_run_id(run_dir: Path) -> str:
+    """The run id recorded in the first event, else the directory's name."""
+    events = run_dir / "events.jsonl"
+    with open(events, "rb") as f:
+        first = f.readline()
+    if first.endswith(b"\n"):
+        try:
+            return _loads(first)["run"]
+        except (ValueError, KeyError, TypeError):
+            pass
+    return run_dir.name
+
+
+def ingest_run_dir(store: Store, run_dir: str | Path, experiment: str | None = None, box: str = "local") -> IngestStats:
+    """Ingest RUN_DIR/events.jsonl from where the store left off (idempotent)."""
+    run_dir = Path(run_dir)
+    events = run_dir / "events.jsonl"
+    if not events.is_file():
+        raise SpecError(f"{run_dir}: not a run directory (no events.jsonl)")
+    run_id = read_run_id(run_dir)
+    offset, _ = cursor_of(store, run_id)
+    with open(events, "rb") as f:
+        f.seek(offset)
+        data = f.read()
+    if experiment is None and offset == 0:
+        experiment = _experiment_from_job(run_dir)
+    return ingest_bytes(store, run_id, data, offset, str(events), experiment=experiment, box=box,
+                        run_dir=str(run_dir.resolve()))
+
+
+def _experiment_from_job(run_dir: Path) -> str | None:
+    try:
+        return tomllib.loads((run_dir / "job.toml").read_text()).get("experiment")
+    except (OSError, tomllib.TOMLDecodeError):
+        return None

@@ -1,0 +1,138 @@
+"""SQLModel tables of the store. Timestamps are integer milliseconds since the epoch.
+
+JSON columns hold recipes, metrics, per-item outcomes and fingerprints; never item text.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from sqlalchemy import JSON, CheckConstraint, Column, Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+RUN_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+
+
+class Experiment(SQLModel, table=True):
+    __tablename__ = "experiments"
+    id: Optional[int] = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True)
+    base_subject: Optional[str] = Field(default=None, description="subject id treated as the base")
+    created_ms: int
+
+
+class Run(SQLModel, table=True):
+    __tablename__ = "runs"
+    __table_args__ = (
+        CheckConstraint("status IN ('queued','running','succeeded','failed','cancelled')", name="ck_run_status"),
+    )
+    id: str = Field(primary_key=True)
+    experiment_id: Optional[int] = Field(default=None, foreign_key="experiments.id", index=True)
+    kind: str = ""
+    name: Optional[str] = None
+    status: str = Field(default="queued", index=True)
+    error: Optional[str] = None
+    box: str = "local"
+    run_dir: str = ""
+    pid: Optional[int] = None
+    created_ms: int = Field(index=True)
+    started_ms: Optional[int] = None
+    ended_ms: Optional[int] = None
+    progress_done: Optional[float] = None
+    progress_total: Optional[float] = None
+    progress_unit: Optional[str] = None
+    progress_label: Optional[str] = None
+
+
+class RunCursor(SQLModel, table=True):
+    """How far a run's events.jsonl has been ingested: byte offset of the next line and last seq."""
+
+    __tablename__ = "run_cursors"
+    run_id: str = Field(primary_key=True, foreign_key="runs.id")
+    offset: int = 0
+    seq: int = 0
+    updated_ms: int = 0
+
+
+class Metric(SQLModel, table=True):
+    __tablename__ = "metrics"
+    __table_args__ = (
+        Index("ix_metrics_run_key_step", "run_id", "key", "step"),
+        UniqueConstraint("run_id", "seq", name="uq_metrics_run_seq"),
+    )
+    id: Optional[int] = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="runs.id")
+    seq: int
+    key: str
+    step: int
+    value: float
+    ts_ms: int
+
+
+class Subject(SQLModel, table=True):
+    __tablename__ = "subjects"
+    __table_args__ = (
+        CheckConstraint("kind IN ('base','reference','checkpoint','merge','quant')", name="ck_subject_kind"),
+        UniqueConstraint("experiment_id", "subject_id", name="uq_subject_experiment"),
+    )
+    id: Optional[int] = Field(default=None, primary_key=True)
+    subject_id: str = Field(index=True, description="stable id: hash of the recipe")
+    experiment_id: Optional[int] = Field(default=None, foreign_key="experiments.id", index=True)
+    name: str
+    kind: str
+    recipe: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    run_id: Optional[str] = Field(default=None, foreign_key="runs.id")
+    step: Optional[int] = None
+    created_ms: int
+
+
+class GateResult(SQLModel, table=True):
+    __tablename__ = "gate_results"
+    __table_args__ = (UniqueConstraint("run_id", "seq", name="uq_gate_results_run_seq"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="runs.id", index=True)
+    seq: int
+    subject_pk: int = Field(foreign_key="subjects.id", index=True)
+    gate: str = Field(index=True)
+    axis: str
+    scorer: str = ""
+    primary_metric: str
+    higher_is_better: bool = True
+    tolerance_pp: float = 0.5
+    metrics: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    stderr: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    n: int
+    outcomes: list[float] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    preds: Optional[list[int]] = Field(default=None, sa_column=Column(JSON, nullable=True))
+    golds: Optional[list[int]] = Field(default=None, sa_column=Column(JSON, nullable=True))
+    fingerprint: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    fingerprint_hash: str = Field(index=True)
+    elapsed_s: Optional[float] = None
+    created_ms: int
+
+
+class Decision(SQLModel, table=True):
+    __tablename__ = "decisions"
+    __table_args__ = (CheckConstraint("verdict IN ('accept','reject')", name="ck_decision_verdict"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    subject_pk: int = Field(foreign_key="subjects.id", index=True)
+    verdict: str
+    reason: str
+    actor: str
+    override: bool = False
+    snapshot: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_ms: int
+
+
+class Artifact(SQLModel, table=True):
+    __tablename__ = "artifacts"
+    __table_args__ = (UniqueConstraint("run_id", "seq", name="uq_artifacts_run_seq"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="runs.id", index=True)
+    seq: int
+    path: str
+    kind: str
+    sha256: Optional[str] = None
+    bytes: int = 0
+    extra: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_ms: int

@@ -1,0 +1,149 @@
+"""The Store: owns the SQLAlchemy engine, keeps the schema at Alembic head, hands out sessions.
+
+SQLite gets WAL, a busy timeout and foreign keys; any other SQLAlchemy URL (PostgreSQL) works the same.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from sqlalchemy import create_engine, event, inspect
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from engine.errors import SpecError
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    # isolation_level=None lets us issue BEGIN IMMEDIATE ourselves (see Store.write).
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def _alembic_config(connection):
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+class Store:
+    """One store = one database. Use `Store.open(url)`; `session()` commits or rolls back."""
+
+    def __init__(self, engine: Engine, url: str):
+        self.engine = engine
+        self.url = url
+        self.is_sqlite = engine.dialect.name == "sqlite"
+
+    @classmethod
+    def open(cls, url: str, upgrade: bool = True) -> "Store":
+        if "://" not in url:
+            url = f"sqlite:///{Path(url).expanduser()}"
+        kwargs = {}
+        if url.startswith("sqlite"):
+            kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
+        engine = create_engine(url, **kwargs)
+        if engine.dialect.name == "sqlite":
+            event.listen(engine, "connect", _sqlite_pragmas)
+
+            @event.listens_for(engine, "begin")
+            def _begin(conn):
+                conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("immediate") else "BEGIN")
+
+        store = cls(engine, url)
+        store.check_schema(upgrade=upgrade)
+        return store
+
+    # -- schema -----------------------------------------------------------------------------------
+    def revisions(self) -> tuple[str | None, str]:
+        """(the database's revision, the code's head revision)."""
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+
+        with self.engine.connect() as conn:
+            current = MigrationContext.configure(conn).get_current_revision()
+            head = ScriptDirectory.from_config(_alembic_config(conn)).get_current_head()
+        return current, head
+
+    def check_schema(self, upgrade: bool = True) -> None:
+        current, head = self.revisions()
+        if current == head:
+            return
+        with self.engine.connect() as conn:
+            tables = set(inspect(conn).get_table_names())
+        if current is None and tables - {"alembic_version"}:
+            raise SpecError(f"{self.url}: tables exist but no schema revision; not a slayer store")
+        if not upgrade:
+            raise SpecError(f"{self.url}: store schema is at {current}, code needs {head}; run `slayer db upgrade`")
+        if current is not None:
+            self.backup(current)
+        self.upgrade()
+
+    def backup(self, revision: str) -> Path | None:
+        """Copy an SQLite file aside before migrating it: slayer.db → slayer.db.bak-<revision>."""
+        database = self.engine.url.database
+        if not self.is_sqlite or database in (None, "", ":memory:"):
+            return None
+        dst = Path(database).with_name(f"{Path(database).name}.bak-{revision}")
+        if not dst.exists():
+            raw = self.engine.raw_connection()
+            try:
+                raw.cursor().execute("VACUUM INTO ?", (str(dst),))
+            finally:
+                raw.close()
+        return dst
+
+    def upgrade(self, revision: str = "head") -> None:
+        from alembic import command
+
+        with self.engine.begin() as conn:
+            command.upgrade(_alembic_config(conn), revision)
+
+    # -- sessions ---------------------------------------------------------------------------------
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A read or plain write session: commits on success, rolls back on error."""
+        with Session(self.engine, expire_on_commit=False) as s:
+            try:
+                yield s
+                s.commit()
+            except BaseException:
+                s.rollback()
+                raise
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A write transaction that takes SQLite's write lock up front (BEGIN IMMEDIATE), so
+        read-then-write sequences (ingest cursors) never race and never hit "database is locked"
+        on lock upgrade; the busy timeout makes writers queue instead."""
+        with self.engine.connect() as conn:
+            conn.info["immediate"] = True
+            try:
+                with Session(bind=conn, expire_on_commit=False) as s:
+                    try:
+                        yield s
+                        s.commit()
+                    except BaseException:
+                        s.rollback()
+                        raise
+            finally:
+                conn.info.pop("immediate", None)
+
+    def close(self) -> None:
+        self.engine.dispose()
