@@ -20,6 +20,7 @@ from engine.errors import SpecError
 # Modules that register job kinds when imported. Imported lazily, once, by `kinds()`/`get_kind()`;
 # each must keep heavy imports (torch, transformers…) inside its functions.
 KIND_MODULES = [
+    "engine.debug",
     "engine.tiny.job",
 ]
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from sqlalchemy import JSON, CheckConstraint, Column, Index, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, CheckConstraint, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 RUN_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
@@ -18,7 +18,7 @@ class Experiment(SQLModel, table=True):
     id: Optional[int] = Field(default=None, primary_key=True)
     name: str = Field(unique=True, index=True)
     base_subject: Optional[str] = Field(default=None, description="subject id treated as the base")
-    created_ms: int
+    created_ms: int = Field(sa_type=BigInteger)
 
 
 class Run(SQLModel, table=True):
@@ -35,9 +35,9 @@ class Run(SQLModel, table=True):
     box: str = "local"
     run_dir: str = ""
     pid: Optional[int] = None
-    created_ms: int = Field(index=True)
-    started_ms: Optional[int] = None
-    ended_ms: Optional[int] = None
+    created_ms: int = Field(index=True, sa_type=BigInteger)
+    started_ms: Optional[int] = Field(default=None, sa_type=BigInteger)
+    ended_ms: Optional[int] = Field(default=None, sa_type=BigInteger)
     progress_done: Optional[float] = None
     progress_total: Optional[float] = None
     progress_unit: Optional[str] = None
@@ -49,9 +49,9 @@ class RunCursor(SQLModel, table=True):
 
     __tablename__ = "run_cursors"
     run_id: str = Field(primary_key=True, foreign_key="runs.id")
-    offset: int = 0
+    offset: int = Field(default=0, sa_type=BigInteger)
     seq: int = 0
-    updated_ms: int = 0
+    updated_ms: int = Field(default=0, sa_type=BigInteger)
 
 
 class Metric(SQLModel, table=True):
@@ -66,7 +66,7 @@ class Metric(SQLModel, table=True):
     key: str
     step: int
     value: float
-    ts_ms: int
+    ts_ms: int = Field(sa_type=BigInteger)
 
 
 class Subject(SQLModel, table=True):
@@ -83,7 +83,7 @@ class Subject(SQLModel, table=True):
     recipe: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     run_id: Optional[str] = Field(default=None, foreign_key="runs.id")
     step: Optional[int] = None
-    created_ms: int
+    created_ms: int = Field(sa_type=BigInteger)
 
 
 class GateResult(SQLModel, table=True):
@@ -108,7 +108,7 @@ class GateResult(SQLModel, table=True):
     fingerprint: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     fingerprint_hash: str = Field(index=True)
     elapsed_s: Optional[float] = None
-    created_ms: int
+    created_ms: int = Field(sa_type=BigInteger)
 
 
 class Decision(SQLModel, table=True):
@@ -121,7 +121,7 @@ class Decision(SQLModel, table=True):
     actor: str
     override: bool = False
     snapshot: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    created_ms: int
+    created_ms: int = Field(sa_type=BigInteger)
 
 
 class Artifact(SQLModel, table=True):
@@ -133,6 +133,6 @@ class Artifact(SQLModel, table=True):
     path: str
     kind: str
     sha256: Optional[str] = None
-    bytes: int = 0
+    bytes: int = Field(default=0, sa_type=BigInteger)
     extra: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    created_ms: int
+    created_ms: int = Field(sa_type=BigInteger)

@@ -20,7 +20,7 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('name', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('base_subject', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
-    sa.Column('created_ms', sa.Integer(), nullable=False),
+    sa.Column('created_ms', sa.BigInteger(), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('experiments', schema=None) as batch_op:
@@ -36,9 +36,9 @@ def upgrade() -> None:
     sa.Column('box', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('run_dir', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('pid', sa.Integer(), nullable=True),
-    sa.Column('created_ms', sa.Integer(), nullable=False),
-    sa.Column('started_ms', sa.Integer(), nullable=True),
-    sa.Column('ended_ms', sa.Integer(), nullable=True),
+    sa.Column('created_ms', sa.BigInteger(), nullable=False),
+    sa.Column('started_ms', sa.BigInteger(), nullable=True),
+    sa.Column('ended_ms', sa.BigInteger(), nullable=True),
     sa.Column('progress_done', sa.Float(), nullable=True),
     sa.Column('progress_total', sa.Float(), nullable=True),
     sa.Column('progress_unit', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
@@ -59,9 +59,9 @@ def upgrade() -> None:
     sa.Column('path', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('kind', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('sha256', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
-    sa.Column('bytes', sa.Integer(), nullable=False),
+    sa.Column('bytes', sa.BigInteger(), nullable=False),
     sa.Column('extra', sa.JSON(), nullable=False),
-    sa.Column('created_ms', sa.Integer(), nullable=False),
+    sa.Column('created_ms', sa.BigInteger(), nullable=False),
     sa.ForeignKeyConstraint(['run_id'], ['runs.id'], ),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('run_id', 'seq', name='uq_artifacts_run_seq')
@@ -76,7 +76,7 @@ def upgrade() -> None:
     sa.Column('key', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('step', sa.Integer(), nullable=False),
     sa.Column('value', sa.Float(), nullable=False),
-    sa.Column('ts_ms', sa.Integer(), nullable=False),
+    sa.Column('ts_ms', sa.BigInteger(), nullable=False),
     sa.ForeignKeyConstraint(['run_id'], ['runs.id'], ),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('run_id', 'seq', name='uq_metrics_run_seq')
@@ -86,9 +86,9 @@ def upgrade() -> None:
 
     op.create_table('run_cursors',
     sa.Column('run_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-    sa.Column('offset', sa.Integer(), nullable=False),
+    sa.Column('offset', sa.BigInteger(), nullable=False),
     sa.Column('seq', sa.Integer(), nullable=False),
-    sa.Column('updated_ms', sa.Integer(), nullable=False),
+    sa.Column('updated_ms', sa.BigInteger(), nullable=False),
     sa.ForeignKeyConstraint(['run_id'], ['runs.id'], ),
     sa.PrimaryKeyConstraint('run_id')
     )
@@ -101,7 +101,7 @@ def upgrade() -> None:
     sa.Column('recipe', sa.JSON(), nullable=False),
     sa.Column('run_id', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('step', sa.Integer(), nullable=True),
-    sa.Column('created_ms', sa.Integer(), nullable=False),
+    sa.Column('created_ms', sa.BigInteger(), nullable=False),
     sa.CheckConstraint("kind IN ('base','reference','checkpoint','merge','quant')", name='ck_subject_kind'),
     sa.ForeignKeyConstraint(['experiment_id'], ['experiments.id'], ),
     sa.ForeignKeyConstraint(['run_id'], ['runs.id'], ),
@@ -120,7 +120,7 @@ def upgrade() -> None:
     sa.Column('actor', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('override', sa.Boolean(), nullable=False),
     sa.Column('snapshot', sa.JSON(), nullable=False),
-    sa.Column('created_ms', sa.Integer(), nullable=False),
+    sa.Column('created_ms', sa.BigInteger(), nullable=False),
     sa.CheckConstraint("verdict IN ('accept','reject')", name='ck_decision_verdict'),
     sa.ForeignKeyConstraint(['subject_pk'], ['subjects.id'], ),
     sa.PrimaryKeyConstraint('id')
@@ -148,7 +148,7 @@ def upgrade() -> None:
     sa.Column('fingerprint', sa.JSON(), nullable=False),
     sa.Column('fingerprint_hash', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('elapsed_s', sa.Float(), nullable=True),
-    sa.Column('created_ms', sa.Integer(), nullable=False),
+    sa.Column('created_ms', sa.BigInteger(), nullable=False),
     sa.ForeignKeyConstraint(['run_id'], ['runs.id'], ),
     sa.ForeignKeyConstraint(['subject_pk'], ['subjects.id'], ),
     sa.PrimaryKeyConstraint('id'),

@@ -1,0 +1,1 @@
+"""Subcommands of `slayer`, one module per domain; each stays thin."""

@@ -1,0 +1,81 @@
+"""Read models of the store: rows become plain domain objects at this boundary."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from sqlalchemy import func, select
+
+from engine.errors import SpecError
+from store.models import Experiment, Metric, Run
+from store.store import Store
+
+
+@dataclass
+class RunView:
+    id: str
+    experiment: str | None
+    kind: str
+    name: str | None
+    status: str
+    error: str | None
+    box: str
+    run_dir: str
+    pid: int | None
+    created_ms: int
+    started_ms: int | None
+    ended_ms: int | None
+    progress_done: float | None
+    progress_total: float | None
+    progress_unit: str | None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _view(run: Run, exp_name: str | None) -> RunView:
+    return RunView(run.id, exp_name, run.kind, run.name, run.status, run.error, run.box, run.run_dir, run.pid,
+                   run.created_ms, run.started_ms, run.ended_ms, run.progress_done, run.progress_total,
+                   run.progress_unit)
+
+
+def list_runs(store: Store, experiment: str | None = None, limit: int | None = None) -> list[RunView]:
+    q = select(Run, Experiment.name).outerjoin(Experiment, Run.experiment_id == Experiment.id)
+    if experiment:
+        q = q.where(Experiment.name == experiment)
+    q = q.order_by(Run.created_ms.desc(), Run.id.desc())
+    if limit:
+        q = q.limit(limit)
+    with store.session() as s:
+        return [_view(run, name) for run, name in s.execute(q).all()]
+
+
+def get_run(store: Store, run_id: str) -> RunView:
+    """A run by id or unique id prefix."""
+    with store.session() as s:
+        rows = s.execute(select(Run, Experiment.name).outerjoin(Experiment, Run.experiment_id == Experiment.id)
+                         .where(Run.id.startswith(run_id, autoescape=True)).limit(2)).all()
+    exact = [r for r in rows if r[0].id == run_id]
+    if exact:
+        rows = exact
+    if not rows:
+        raise SpecError(f"{store.url}: no run {run_id!r} (see `slayer runs`)")
+    if len(rows) > 1:
+        raise SpecError(f"{store.url}: run prefix {run_id!r} is ambiguous")
+    return _view(*rows[0])
+
+
+def metric_series(store: Store, run_id: str, key: str) -> list[tuple[int, float]]:
+    with store.session() as s:
+        return [tuple(r) for r in s.execute(select(Metric.step, Metric.value).where(
+            Metric.run_id == run_id, Metric.key == key).order_by(Metric.step, Metric.seq)).all()]
+
+
+def count_rows(store: Store, table) -> int:
+    with store.session() as s:
+        return s.execute(select(func.count()).select_from(table)).scalar_one()
+
+
+def list_experiments(store: Store) -> list[str]:
+    with store.session() as s:
+        return list(s.execute(select(Experiment.name).order_by(Experiment.created_ms)).scalars())
