@@ -1,0 +1,314 @@
+"""Delta tables: every subject of an experiment vs the base per gate (paired, fingerprint-matched), scored.
+
+Axes. Style gain = the mean direction-adjusted delta (pp) over the `pl_style` gates. General regression =
+the worst drop (pp) over the general axes (en_knowledge, reasoning, math, code, multilingual,
+instruction, safety). Polish NLU and grammar are Polish targets, not general skills: they get verdicts
+(a FAIL there still blocks a plain accept) but count in neither the style gain nor the regression.
+Score = style_gain − λ · max(0, general_regression).
+
+Units. Outcomes within [0, 1] (accuracy, F1, probabilities) are proportions: deltas are percentage
+points (×100). Other metrics (grammar errors per 100 words, judge scores) keep their own units, and
+their tolerance is read in those units.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+
+from engine.errors import SpecError
+from store import stats
+from store.models import Decision, Experiment, GateResult, Subject
+from store.store import Store
+
+STYLE_AXES = ("pl_style",)
+GENERAL_AXES = ("en_knowledge", "reasoning", "math", "code", "multilingual", "instruction", "safety")
+AXIS_ORDER = ("pl_nlu", "pl_style", "pl_grammar") + GENERAL_AXES
+COMPARED = ("PASS", "WARN", "FAIL")
+VERDICT_RANK = {"FAIL": 4, "WARN": 3, "MISMATCH": 2, "PASS": 1, "NA": 0, "BASE": 0}
+
+
+@dataclass(frozen=True)
+class DeltaCell:
+    gate: str
+    axis: str
+    metric: str
+    higher_is_better: bool
+    base_value: float | None
+    value: float | None
+    delta_pp: float | None  # candidate − base, pp (or metric units, see the module docstring)
+    ci_low_pp: float | None
+    ci_high_pp: float | None
+    p_value: float | None
+    n: int | None
+    detectable_pp: float | None  # smallest drop this n can detect (stats.detectable_drop*)
+    tolerance_pp: float  # the tolerance the verdict used
+    verdict: str  # PASS | WARN | FAIL | MISMATCH | BASE | NA
+    note: str = ""
+    gate_tolerance_pp: float = 0.5  # the gate's own tolerance (used when no global one is set)
+    method: str | None = None
+    fingerprint_hash: str | None = None
+
+    @property
+    def gain_pp(self) -> float | None:
+        """The delta with its sign turned so that positive is better."""
+        if self.delta_pp is None:
+            return None
+        return self.delta_pp if self.higher_is_better else -self.delta_pp
+
+    def detail(self) -> str:
+        """One line: what the delta is and what n can and cannot detect."""
+        if self.verdict not in COMPARED:
+            return f"{self.gate} · {self.verdict}" + (f": {self.note}" if self.note else "")
+        return (f"{self.gate} {self.delta_pp:+.1f} pp, paired CI [{self.ci_low_pp:+.1f}, {self.ci_high_pp:+.1f}], "
+                f"p={self.p_value:.3g}, n={self.n}, detectable drop ≥ {self.detectable_pp:.1f} pp, "
+                f"tolerance {self.tolerance_pp:g} pp → {self.verdict}")
+
+
+@dataclass(frozen=True)
+class DeltaRow:
+    subject_id: str
+    name: str
+    kind: str
+    step: int | None
+    cells: dict[str, DeltaCell]
+    style_gain_pp: float | None
+    worst_regression_pp: float | None
+    score: float | None
+    verdict: str  # the worst cell verdict: FAIL > WARN > MISMATCH > PASS; BASE for the base; NA
+    decision: str | None  # the latest decision: accept | reject
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class DeltaTable:
+    experiment: str
+    base_subject_id: str | None  # the subject every row is compared with
+    gates: list[tuple[str, str]]  # (gate, axis), ordered by axis
+    rows: list[DeltaRow]
+    lam: float = 1.0
+    tolerance_pp: float | None = None  # None: each gate's own tolerance
+    against: str = "base"  # "base" or "reference"
+
+    def row(self, subject_id: str) -> DeltaRow:
+        return next(r for r in self.rows if r.subject_id == subject_id)
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# -- loading ----------------------------------------------------------------------------------------
+
+def get_experiment(s, name: str) -> Experiment:
+    exp = s.execute(select(Experiment).where(Experiment.name == name)).scalars().first()
+    if exp is None:
+        raise SpecError(f"experiment {name!r}: no such experiment (see `slayer runs`)")
+    return exp
+
+
+def resolve_subject(subjects: list[Subject], ref: str, experiment: str) -> Subject:
+    """A subject by exact id, exact name, or unique id prefix."""
+    for match in ([s for s in subjects if s.subject_id == ref], [s for s in subjects if s.name == ref],
+                  [s for s in subjects if s.subject_id.startswith(ref)]):
+        if len(match) == 1:
+            return match[0]
+        if len(match) > 1:
+            raise SpecError(f"experiment {experiment!r}: subject {ref!r} is ambiguous "
+                            f"({', '.join(sorted(m.subject_id for m in match))})")
+    raise SpecError(f"experiment {experiment!r}: no subject {ref!r} (see `slayer deltas {experiment}`)")
+
+
+def _latest_results(s, exp_id: int) -> dict[int, dict[str, list[GateResult]]]:
+    """subject pk → gate → results, newest first, one per fingerprint."""
+    q = (select(GateResult).join(Subject, GateResult.subject_pk == Subject.id)
+         .where(Subject.experiment_id == exp_id).order_by(GateResult.created_ms.desc(), GateResult.id.desc()))
+    out: dict[int, dict[str, list[GateResult]]] = {}
+    for r in s.execute(q).scalars():
+        per_gate = out.setdefault(r.subject_pk, {}).setdefault(r.gate, [])
+        if all(x.fingerprint_hash != r.fingerprint_hash for x in per_gate):
+            per_gate.append(r)
+    return out
+
+
+def _latest_decisions(s, exp_id: int) -> dict[int, str]:
+    q = (select(Decision.subject_pk, Decision.verdict).join(Subject, Decision.subject_pk == Subject.id)
+         .where(Subject.experiment_id == exp_id).order_by(Decision.created_ms, Decision.id))
+    return {pk: v for pk, v in s.execute(q).all()}
+
+
+# -- cells --------------------------------------------------------------------------------------------
+
+def _scale(*results: GateResult) -> float:
+    proportion = all(0 <= v <= 1 for r in results for v in r.outcomes)
+    return 100.0 if proportion else 1.0
+
+
+def _value(r: GateResult) -> float | None:
+    v = r.metrics.get(r.primary_metric)
+    return float(v) if isinstance(v, (int, float)) else None
+
+
+def _fingerprint_diff(a: dict, b: dict) -> str:
+    keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    return ", ".join(f"{k} {b.get(k)!s}≠{a.get(k)!s}" for k in keys[:3]) + (" …" if len(keys) > 3 else "")
+
+
+_STATS_CACHE: dict[tuple, stats.PairedStats] = {}
+
+
+def _paired(url: str, base: GateResult, cand: GateResult) -> stats.PairedStats:
+    """Per-pair statistics, cached by (store, row ids): results are immutable once ingested, so the TUI
+    can rebuild the table on every ingested event without redoing the bootstraps."""
+    key = (url, base.id, cand.id)
+    if key not in _STATS_CACHE:
+        f1 = "f1" in cand.primary_metric.lower() and bool(cand.preds) and bool(base.preds) and bool(cand.golds)
+        _STATS_CACHE[key] = stats.compare(base.outcomes, cand.outcomes, base.preds, cand.preds, cand.golds, f1=f1)
+    return _STATS_CACHE[key]
+
+
+def _cell(url: str, gate: str, axis: str, base_results: list[GateResult], results: list[GateResult],
+          is_base: bool) -> DeltaCell:
+    ref = (results or base_results or [None])[0]
+    common = dict(gate=gate, axis=axis)
+    if ref is None:
+        return DeltaCell(**common, metric="", higher_is_better=True, base_value=None, value=None, delta_pp=None,
+                         ci_low_pp=None, ci_high_pp=None, p_value=None, n=None, detectable_pp=None,
+                         tolerance_pp=0.5, verdict="NA", note="no result")
+    common.update(metric=ref.primary_metric, higher_is_better=ref.higher_is_better, tolerance_pp=ref.tolerance_pp,
+                  gate_tolerance_pp=ref.tolerance_pp, ci_low_pp=None, ci_high_pp=None, p_value=None,
+                  detectable_pp=None)
+    base_value = _value(base_results[0]) if base_results else None
+    if is_base:
+        return DeltaCell(**common, base_value=base_value, value=base_value, delta_pp=None, n=ref.n,
+                         verdict="BASE", fingerprint_hash=ref.fingerprint_hash)
+    if not results:
+        return DeltaCell(**common, base_value=base_value, value=None, delta_pp=None, n=None, verdict="NA",
+                         note="no result for this subject")
+    if not base_results:
+        return DeltaCell(**common, base_value=None, value=_value(ref), delta_pp=None, n=ref.n, verdict="NA",
+                         note="no result for the base", fingerprint_hash=ref.fingerprint_hash)
+    by_fp = {b.fingerprint_hash: b for b in base_results}
+    cand = next((r for r in results if r.fingerprint_hash in by_fp), None)
+    if cand is None:
+        return DeltaCell(**common, base_value=base_value, value=_value(ref), delta_pp=None, n=ref.n,
+                         verdict="MISMATCH", fingerprint_hash=ref.fingerprint_hash,
+                         note="fingerprint differs from the base: "
+                              + _fingerprint_diff(base_results[0].fingerprint, ref.fingerprint))
+    base = by_fp[cand.fingerprint_hash]
+    if len(base.outcomes) != len(cand.outcomes) or not cand.outcomes:
+        return DeltaCell(**common, base_value=_value(base), value=_value(cand), delta_pp=None, n=cand.n,
+                         verdict="MISMATCH", fingerprint_hash=cand.fingerprint_hash,
+                         note=f"per-item outcomes differ in length ({len(base.outcomes)} vs {len(cand.outcomes)})")
+    st, k = _paired(url, base, cand), _scale(base, cand)
+    common.update(ci_low_pp=st.ci_low * k, ci_high_pp=st.ci_high * k, p_value=st.p_value,
+                  detectable_pp=st.detectable * k)
+    delta_pp = st.delta * k
+    return DeltaCell(**common, base_value=_value(base), value=_value(cand), delta_pp=delta_pp, n=st.n,
+                     verdict=stats.verdict(delta_pp, st.p_value, ref.tolerance_pp, ref.higher_is_better),
+                     method=st.method, fingerprint_hash=cand.fingerprint_hash)
+
+
+# -- scoring --------------------------------------------------------------------------------------
+
+def _rescore_cell(c: DeltaCell, tolerance_pp: float | None) -> DeltaCell:
+    tol = c.gate_tolerance_pp if tolerance_pp is None else tolerance_pp
+    if c.verdict not in COMPARED:
+        return c if c.tolerance_pp == tol else dataclasses.replace(c, tolerance_pp=tol)
+    v = stats.verdict(c.delta_pp, c.p_value, tol, c.higher_is_better)
+    return c if (v, tol) == (c.verdict, c.tolerance_pp) else dataclasses.replace(c, verdict=v, tolerance_pp=tol)
+
+
+def _score_row(row: DeltaRow, cells: dict[str, DeltaCell], lam: float) -> DeltaRow:
+    compared = [c for c in cells.values() if c.verdict in COMPARED]
+    style = [c.gain_pp for c in compared if c.axis in STYLE_AXES]
+    drops = [-c.gain_pp for c in compared if c.axis in GENERAL_AXES]
+    style_gain = sum(style) / len(style) if style else None
+    worst = max(drops) if drops else None
+    score = (style_gain or 0.0) - lam * max(0.0, worst or 0.0) if compared else None
+    verdict = max((c.verdict for c in cells.values()), key=VERDICT_RANK.__getitem__, default="NA")
+    if verdict not in COMPARED and verdict != "MISMATCH":
+        verdict = "NA"
+    return dataclasses.replace(row, cells=cells, style_gain_pp=style_gain, worst_regression_pp=worst,
+                               score=score, verdict=verdict)
+
+
+def rescore(table: DeltaTable, lam: float = 1.0, tolerance_pp: float | None = None) -> DeltaTable:
+    """Re-rank for another λ / tolerance without touching the database: verdicts are recomputed from
+    the stored per-cell estimates and p-values (the bootstraps are not redone), then scores."""
+    rows = []
+    for row in table.rows:
+        if row.verdict == "BASE":
+            rows.append(row)
+            continue
+        cells = {g: _rescore_cell(c, tolerance_pp) for g, c in row.cells.items()}
+        rows.append(_score_row(row, cells, lam))
+    return dataclasses.replace(table, rows=rows, lam=lam, tolerance_pp=tolerance_pp)
+
+
+def delta_table(store: Store, experiment: str, base: str | None = None, reference: str | None = None,
+                tolerance_pp: float | None = None, lam: float = 1.0) -> DeltaTable:
+    """Every subject of `experiment` vs the base on every gate.
+
+    The base is `base` (id, prefix or name), else the experiment's base_subject, else its subject of
+    kind "base". `reference` compares against that subject instead (the card's "vs references").
+    Only results whose fingerprints match are compared; the newest result per (subject, gate,
+    fingerprint) is used. Rows are in creation order (base first); use `best`/`pareto_frontier` to rank."""
+    with store.session() as s:
+        exp = get_experiment(s, experiment)
+        subjects = list(s.execute(select(Subject).where(Subject.experiment_id == exp.id)
+                                  .order_by(Subject.created_ms, Subject.id)).scalars())
+        results = _latest_results(s, exp.id)
+        decisions = _latest_decisions(s, exp.id)
+    against = "reference" if reference else "base"
+    comparator = None
+    if reference or base:
+        comparator = resolve_subject(subjects, reference or base, experiment)
+    elif exp.base_subject:
+        comparator = next((x for x in subjects if x.subject_id == exp.base_subject), None)
+    if comparator is None:
+        comparator = next((x for x in subjects if x.kind == "base"), None)
+    gate_axis = {r.gate: r.axis for per in results.values() for rs in per.values() for r in rs}
+    gates = sorted(gate_axis.items(), key=lambda ga: (AXIS_ORDER.index(ga[1]) if ga[1] in AXIS_ORDER
+                                                      else len(AXIS_ORDER), ga[1], ga[0]))
+    base_results = results.get(comparator.id, {}) if comparator else {}
+    rows = []
+    ordered = ([comparator] if comparator else []) + [x for x in subjects if x is not comparator]
+    for subj in ordered:
+        is_base = subj is comparator
+        cells = {g: _cell(store.url, g, a, base_results.get(g, []), results.get(subj.id, {}).get(g, []), is_base)
+                 for g, a in gates}
+        if comparator is None:
+            cells = {g: dataclasses.replace(c, verdict="NA", note="no base subject") for g, c in cells.items()}
+        row = DeltaRow(subj.subject_id, subj.name, subj.kind, subj.step, cells, None, None, None,
+                       "BASE" if is_base else "NA", decisions.get(subj.id))
+        rows.append(row if is_base else _score_row(row, cells, lam))
+    table = DeltaTable(experiment, comparator.subject_id if comparator else None, gates, rows, lam, None, against)
+    return rescore(table, lam, tolerance_pp) if tolerance_pp is not None else table
+
+
+def _candidates(table: DeltaTable) -> list[DeltaRow]:
+    return [r for r in table.rows if r.verdict != "BASE" and r.score is not None]
+
+
+def pareto_frontier(table: DeltaTable) -> list[DeltaRow]:
+    """Rows no other row beats on both style gain (higher) and worst general regression (lower),
+    sorted by style gain, highest first. A missing style gain counts as 0, a missing regression as 0."""
+    pts = [(r, r.style_gain_pp or 0.0, r.worst_regression_pp or 0.0) for r in _candidates(table)]
+    front = [r for r, g, w in pts
+             if not any(g2 >= g and w2 <= w and (g2 > g or w2 < w) for _, g2, w2 in pts)]
+    return sorted(front, key=lambda r: -(r.style_gain_pp or 0.0))
+
+
+def ranked(table: DeltaTable) -> list[DeltaRow]:
+    """Candidates by score, best first; rows with a FAIL verdict go last."""
+    return sorted(_candidates(table), key=lambda r: (r.verdict == "FAIL", -r.score))
+
+
+def best(table: DeltaTable) -> DeltaRow | None:
+    """The highest-scoring row without a FAIL verdict (under the table's λ and tolerance), else None."""
+    top = ranked(table)
+    return top[0] if top and top[0].verdict != "FAIL" else None
