@@ -1,0 +1,123 @@
+"""`slayer deltas`, `select`, `decide`, `card`: delta tables, Pareto selection, decisions, model cards."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import click
+
+from slayer_console.commands.common import print_json, print_table, settings
+
+LAMBDA = click.option("--lambda", "lam", type=float, default=1.0, show_default=True,
+                      help="weight of the worst general regression in score = style_gain − λ·max(0, regression)")
+TOLERANCE = click.option("--tolerance", type=click.FloatRange(min=0), default=None,
+                         help="tolerance in pp for every gate (default: each gate's own)")
+MARK = {"PASS": "", "WARN": "▲", "FAIL": "✗", "MISMATCH": "≠", "NA": "·", "BASE": ""}
+
+
+def _pp(x: float | None, fmt: str = "{:+.1f}") -> str:
+    return "" if x is None else fmt.format(x)
+
+
+def _cell_text(c) -> str:
+    if c.verdict == "BASE":
+        return _pp(c.value, "{:.3g}")
+    return _pp(c.delta_pp) + MARK[c.verdict] if c.delta_pp is not None else MARK[c.verdict]
+
+
+@click.command()
+@click.argument("experiment")
+@click.option("--base", default=None, help="compare against this subject (id, prefix or name) instead of the base")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table", show_default=True)
+@LAMBDA
+@TOLERANCE
+def deltas(experiment: str, base: str | None, fmt: str, lam: float, tolerance: float | None) -> None:
+    """Every subject vs the base per gate: paired Δ pp, CI, verdict (▲ WARN, ✗ FAIL, ≠ fingerprint mismatch)."""
+    from store.deltas import delta_table
+
+    table = delta_table(settings().store(), experiment, base=base, lam=lam, tolerance_pp=tolerance)
+    if fmt == "json":
+        print_json(table.as_dict())
+        return
+    if fmt == "markdown":
+        from store.card import markdown_delta_table
+
+        click.echo(markdown_delta_table(table))
+        return
+    rows = [[r.name, r.kind, *[_cell_text(r.cells[g]) for g, _ in table.gates], _pp(r.score, "{:.2f}"), r.verdict,
+             r.decision or ""] for r in table.rows]
+    print_table(f"{experiment}: Δ pp vs {table.row(table.base_subject_id).name if table.base_subject_id else 'no base'}",
+                ["subject", "kind", *[f"{g}\n{a}" for g, a in table.gates], "score", "verdict", "decision"], rows)
+
+
+@click.command()
+@click.argument("experiment")
+@LAMBDA
+@TOLERANCE
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def select(experiment: str, lam: float, tolerance: float | None, fmt: str) -> None:
+    """Rank subjects by score and list the Pareto frontier (style gain vs worst general regression)."""
+    from store.deltas import best, delta_table, pareto_frontier, ranked
+
+    table = delta_table(settings().store(), experiment, lam=lam, tolerance_pp=tolerance)
+    top, front = best(table), {r.subject_id for r in pareto_frontier(table)}
+    ranking = ranked(table)
+    if fmt == "json":
+        print_json({"experiment": experiment, "base_subject_id": table.base_subject_id, "lambda": lam,
+                    "tolerance_pp": tolerance, "best": top.subject_id if top else None,
+                    "frontier": [r.subject_id for r in pareto_frontier(table)],
+                    "ranked": [{"subject_id": r.subject_id, "name": r.name, "kind": r.kind, "step": r.step,
+                                "style_gain_pp": r.style_gain_pp, "worst_regression_pp": r.worst_regression_pp,
+                                "score": r.score, "verdict": r.verdict, "pareto": r.subject_id in front,
+                                "decision": r.decision} for r in ranking]})
+        return
+    rows = [[("★ " if top and r.subject_id == top.subject_id else "") + r.name, r.kind, _pp(r.style_gain_pp),
+             _pp(r.worst_regression_pp), _pp(r.score, "{:.2f}"), r.verdict, "yes" if r.subject_id in front else "",
+             r.decision or ""] for r in ranking]
+    print_table(f"{experiment}: λ {lam:g} · tolerance {'per gate' if tolerance is None else f'{tolerance:g} pp'}",
+                ["subject", "kind", "style gain", "worst regr.", "score", "verdict", "pareto", "decision"], rows)
+
+
+@click.command()
+@click.argument("subject")
+@click.argument("verdict", type=click.Choice(["accept", "reject"]))
+@click.option("--reason", required=True, help="why (stored with who and when)")
+@click.option("--override", is_flag=True, help="accept despite a FAIL verdict (the reason must say 'override')")
+@click.option("--experiment", default=None, help="the subject's experiment (needed when its name is in several)")
+@LAMBDA
+@TOLERANCE
+def decide(subject: str, verdict: str, reason: str, override: bool, experiment: str | None, lam: float,
+           tolerance: float | None) -> None:
+    """Accept or reject a subject; the delta row it was judged on is stored with the decision."""
+    from store.decisions import decide as record
+
+    d = record(settings().store(), subject, verdict, reason, override=override, lam=lam, tolerance=tolerance,
+               experiment=experiment)
+    click.echo(f"{d.verdict}ed {d.name} ({d.subject_id}) in {d.experiment} by {d.actor}"
+               + (" (override)" if d.override else ""))
+
+
+@click.command()
+@click.argument("experiment")
+@click.option("--subject", default=None, help="default: the latest accepted subject, else the best-scoring one")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="FILE.md to write")
+@LAMBDA
+@TOLERANCE
+def card(experiment: str, subject: str | None, out: str, lam: float, tolerance: float | None) -> None:
+    """Render the experiment's model card (Markdown + HF model-index front matter) from the store."""
+    from store.card import render_card
+
+    text = render_card(settings().store(), experiment, subject, lam=lam, tolerance_pp=tolerance)
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    click.echo(f"wrote {path}")
