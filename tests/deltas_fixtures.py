@@ -27,13 +27,15 @@ def gate_event(subj: dict, gate: str, axis: str, outcomes: list, *, metric: str 
             "fingerprint": fp, "tolerance_pp": tolerance_pp, "elapsed_s": 1.0, "items_per_s": len(outcomes)}
 
 
-def ingest_events(store, run_id: str, experiment: str, events: list[dict], kind: str = "gate") -> None:
+def ingest_events(store, run_id: str, experiment: str, events: list[dict], kind: str = "gate",
+                  run_dir: str = "") -> None:
     """Write `events` as run `run_id` (queued → running → … → succeeded) and ingest them."""
     lines = [{"type": "status", "status": "queued", "kind": kind, "experiment": experiment},
              {"type": "status", "status": "running"}, *events, {"type": "status", "status": "succeeded"}]
     data = b"".join(json.dumps({"run": run_id, "seq": i, "ts": 1000.0 + i, **e}).encode() + b"\n"
                     for i, e in enumerate(lines, 1))
-    ingest_bytes(store, run_id, data, 0, f"{run_id}/events.jsonl", experiment=experiment)
+    ingest_bytes(store, run_id, data, 0, f"{run_id}/events.jsonl", experiment=experiment,
+                 run_dir=run_dir)
 
 
 def flips(n: int, base_right: int, lost: int, gained: int) -> tuple[list[int], list[int]]:
