@@ -22,6 +22,7 @@ from engine.errors import SpecError
 KIND_MODULES = [
     "engine.debug",
     "engine.tiny.job",
+    "engine.gates.job",
 ]
 
 

@@ -1,0 +1,66 @@
+"""What a scorer talks to: a loaded subject (model + adapter) behind one small interface, and the subject spec.
+
+A backend offers `encode(text, special)`, `loglikelihoods(groups, batch_size, on_batch)` (each group is a
+shared context and its continuations, as token ids; it returns one summed log-probability per
+continuation), `generate(prompts, stop, max_new_tokens, special, batch_size, on_batch)`, `max_length`,
+the counters `tokens_computed` / `tokens_padded`, and `close()`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from engine.errors import SpecError
+from engine.jobs import JobConfig
+from engine.subjects import SUBJECT_KINDS, make_subject
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+class SubjectSpec(JobConfig):
+    """One thing to evaluate: a base model, optionally with a PEFT adapter at a scale, or a GGUF file."""
+
+    name: str = Field(description="how tables and reports call it")
+    kind: Literal[SUBJECT_KINDS] = Field("base", description="base | reference | checkpoint | merge | quant")
+    model: str | None = Field(None, description="base model: a local HF-format directory or a Hugging Face id")
+    adapter: str | None = Field(None, description="PEFT adapter directory (LoRA or DoRA), hf backend")
+    scale: float = Field(1.0, description="adapter scale: weights become W + scale·(W_adapted − W)")
+    backend: Literal["hf", "llama_cpp"] = "hf"
+    dtype: Literal[DTYPES] = Field("auto", description="hf: auto = bfloat16 on cuda, float32 on cpu")
+    file: str | None = Field(None, description="GGUF file (llama_cpp backend)")
+
+    @model_validator(mode="after")
+    def _complete(self):
+        if self.backend == "hf" and not self.model:
+            raise ValueError(f"subject {self.name!r}: the hf backend needs `model`")
+        if self.backend == "llama_cpp" and not self.file:
+            raise ValueError(f"subject {self.name!r}: the llama_cpp backend needs `file` (a .gguf)")
+        if self.backend == "llama_cpp" and self.adapter:
+            raise ValueError(f"subject {self.name!r}: adapters are supported on the hf backend; "
+                             "export a merged GGUF for llama_cpp")
+        return self
+
+    def subject(self) -> dict:
+        """The subject record ({id, name, kind, recipe}); the id depends only on what is evaluated."""
+        recipe = {"model": self.model or self.file, "adapter": self.adapter,
+                  "scale": self.scale if self.adapter else 1.0, "merge": None,
+                  "format": "gguf" if self.backend == "llama_cpp" else "hf", "file": self.file}
+        return make_subject(self.name, self.kind, recipe)
+
+
+def open_backend(spec: SubjectSpec, device: str = "cpu"):
+    """Load the subject; the caller closes it."""
+    if spec.backend == "llama_cpp":
+        from engine.gates.gguf_backend import LlamaCppBackend
+
+        return LlamaCppBackend(spec.file, device)
+    from engine.gates.hf_backend import HFBackend
+
+    return HFBackend(spec.model, spec.adapter, spec.scale, device, spec.dtype)
+
+
+def check_device(device: str) -> None:
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise SpecError(f"device must be cpu, cuda or cuda:N, got {device!r}")

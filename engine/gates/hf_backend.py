@@ -1,0 +1,177 @@
+"""The `hf` backend: a transformers causal LM (CPU or CUDA), optionally with a PEFT adapter merged at a scale.
+
+Likelihoods encode each shared context once (a left-padded batch, explicit positions), copy its cache
+once per multi-token continuation (`Cache.reorder_cache`, which also expands Qwen3.5's
+linear-attention states), and score every continuation in one right-padded pass from there.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from engine.errors import SpecError
+
+CONFIG_LENGTH_KEYS = ("n_positions", "max_position_embeddings", "n_ctx")  # lm-eval's order
+
+
+def merge_adapter(model, adapter: str, scale: float):
+    """Fold a PEFT adapter into the weights: W ← W + scale·(W_adapted − W), layer by layer.
+
+    For LoRA this is LoRA with its scaling multiplied by `scale`. For DoRA the magnitude rescaling does
+    not commute with scaling B·A, so we interpolate the merged DoRA weight linearly instead: scale 0 is
+    exactly the base, 1 exactly the adapter (Liu et al. 2024, DoRA, eq. 5 for the merged weight).
+    """
+    from peft import PeftModel
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    try:
+        wrapped = PeftModel.from_pretrained(model, adapter)
+    except (OSError, ValueError) as e:
+        raise SpecError(f"{adapter}: cannot load the PEFT adapter ({e.__class__.__name__}: {str(e)[:200]})") from None
+    if scale == 1.0:
+        return wrapped.merge_and_unload()
+    for module in wrapped.modules():
+        if isinstance(module, BaseTunerLayer) and hasattr(module, "base_layer"):
+            weight = module.get_base_layer().weight
+            before = weight.detach().float().clone()
+            module.merge()
+            weight.data = (before + scale * (weight.detach().float() - before)).to(weight.dtype)
+    return wrapped.unload()
+
+
+class HFBackend:
+    name = "hf"
+
+    def __init__(self, model: str, adapter: str | None, scale: float, device: str, dtype: str):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if dtype == "auto":
+            dtype = "bfloat16" if device.startswith("cuda") else "float32"
+        self.dtype, self.device = dtype, device
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(model)
+            net = AutoModelForCausalLM.from_pretrained(model, dtype=getattr(torch, dtype))
+        except OSError as e:
+            raise SpecError(f"{model}: cannot load the model ({str(e)[:200]})") from None
+        if adapter:
+            net = merge_adapter(net, adapter, scale)
+        self.model = net.to(device).eval()
+        config = self.model.config.get_text_config() if hasattr(self.model.config, "get_text_config") \
+            else self.model.config
+        self.max_length = next((getattr(config, k) for k in CONFIG_LENGTH_KEYS if getattr(config, k, None)), 2048)
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        self.tokens_computed = 0  # real (non-pad) positions run through the model
+        self.tokens_padded = 0  # positions including padding
+
+    def encode(self, text: str, special: bool) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=special)
+
+    def close(self) -> None:
+        import torch
+
+        del self.model
+        if self.device.startswith("cuda"):
+            torch.cuda.empty_cache()
+
+    # ---- likelihoods -------------------------------------------------------------------------------
+
+    def loglikelihoods(self, groups: list[tuple[list[int], list[list[int]]]], batch_size: int,
+                       on_batch: Callable[[int], None]) -> list[list[float]]:
+        """Summed log-probabilities of each continuation after its context; longest groups first."""
+        order = sorted(range(len(groups)), key=lambda i: -(len(groups[i][0]) + max(map(len, groups[i][1]))))
+        out: list[list[float]] = [[] for _ in groups]
+        for start in range(0, len(order), batch_size):
+            chunk = order[start:start + batch_size]
+            for i, scores in zip(chunk, self._score_batch([groups[i] for i in chunk])):
+                out[i] = scores
+            on_batch(len(chunk))
+        return out
+
+    def _score_batch(self, batch):
+        import torch
+
+        width = max(len(ctx) for ctx, _ in batch)
+        ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for b, (ctx, _) in enumerate(batch):
+            ids[b, width - len(ctx):] = torch.tensor(ctx)
+            mask[b, width - len(ctx):] = 1
+        rows = [(b, j) for b, (_, conts) in enumerate(batch) for j, cont in enumerate(conts) if len(cont) > 1]
+        dev = self.device
+        with torch.inference_mode():
+            out = self.model(input_ids=ids.to(dev), attention_mask=mask.to(dev),
+                             position_ids=(mask.cumsum(-1) - 1).clamp(min=0).to(dev), use_cache=bool(rows),
+                             logits_to_keep=1)
+            first = out.logits[:, -1].float().log_softmax(-1).cpu()
+            self.tokens_computed += int(mask.sum())
+            self.tokens_padded += mask.numel()
+            scores = [[float(first[b, cont[0]]) for cont in conts] for b, (_, conts) in enumerate(batch)]
+            if rows:
+                self._score_rest(batch, rows, out.cache if "cache" in out else out.past_key_values, mask, scores)
+        return scores
+
+    def _score_rest(self, batch, rows, cache, mask, scores) -> None:
+        """Tokens 2.. of every multi-token continuation, all rows in one pass over a copy of the cache."""
+        import torch
+
+        dev = self.device
+        owners = torch.tensor([b for b, _ in rows])
+        cache.reorder_cache(owners.to(dev))
+        tails = [batch[b][1][j][:-1] for b, j in rows]
+        width = max(map(len, tails))
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        tail_mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for r, tail in enumerate(tails):
+            ids[r, :len(tail)] = torch.tensor(tail)
+            tail_mask[r, :len(tail)] = 1
+        lengths = torch.tensor([len(batch[b][0]) for b, _ in rows])
+        positions = lengths[:, None] + torch.arange(width)[None, :]
+        out = self.model(input_ids=ids.to(dev), attention_mask=torch.cat([mask[owners], tail_mask], 1).to(dev),
+                         position_ids=positions.to(dev), cache=cache, use_cache=True)
+        self.tokens_computed += int(tail_mask.sum())
+        self.tokens_padded += tail_mask.numel()
+        for r, (b, j) in enumerate(rows):
+            cont = batch[b][1][j]
+            logp = out.logits[r, :len(cont) - 1].float().log_softmax(-1)
+            targets = torch.tensor(cont[1:], device=logp.device)
+            scores[b][j] += float(logp.gather(-1, targets[:, None]).sum())
+
+    # ---- generation --------------------------------------------------------------------------------
+
+    def generate(self, prompts: list[str], stop: list[str], max_new_tokens: int, special: bool, batch_size: int,
+                 on_batch: Callable[[int], None]) -> list[str]:
+        """Greedy completions, cut before the first stop string; longest prompts first, left-padded."""
+        import torch
+        from transformers import GenerationConfig
+
+        encoded = [self.encode(p, special) for p in prompts]
+        order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
+        config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=self.pad_id,
+                                  eos_token_id=self.model.generation_config.eos_token_id,
+                                  stop_strings=stop or None)
+        out: list[str] = [""] * len(prompts)
+        for start in range(0, len(order), batch_size):
+            chunk = order[start:start + batch_size]
+            width = max(len(encoded[i]) for i in chunk)
+            ids = torch.full((len(chunk), width), self.pad_id, dtype=torch.long)
+            mask = torch.zeros((len(chunk), width), dtype=torch.long)
+            for b, i in enumerate(chunk):
+                ids[b, width - len(encoded[i]):] = torch.tensor(encoded[i])
+                mask[b, width - len(encoded[i]):] = 1
+            with torch.inference_mode():
+                gen = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                                          generation_config=config, tokenizer=self.tokenizer)
+            self.tokens_computed += int(mask.sum()) + (gen.shape[1] - width) * len(chunk)
+            for b, i in enumerate(chunk):
+                out[i] = cut_at_stop(self.tokenizer.decode(gen[b, width:], skip_special_tokens=True), stop)
+            on_batch(len(chunk))
+        return out
+
+
+def cut_at_stop(text: str, stop: list[str]) -> str:
+    """The text before the first occurrence of any stop string (lm-eval's `until`)."""
+    for s in stop:
+        if s:
+            text = text.split(s)[0]
+    return text

@@ -1,0 +1,84 @@
+"""The `gate` job kind: subjects × gates under identical settings, through `engine.gates.run_gates`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, model_validator
+
+from engine.gates.backend import SubjectSpec
+from engine.jobs import JobConfig, job_kind
+
+
+class GateJobConfig(JobConfig):
+    subjects: list[SubjectSpec] = Field(min_length=1, description="what to evaluate ([[subjects]] tables)")
+    suite: str | None = Field(None, description="a suite from assets/gates/suites.toml (core, extended)")
+    gates: list[str] = Field(default_factory=list, description="gate names (or gate .toml paths), after the suite")
+    files: dict[str, str] = Field(default_factory=dict, description="gate name → local data file (offline boxes)")
+    fewshot_files: dict[str, str] = Field(default_factory=dict, description="gate name → local few-shot file")
+    limit: int = Field(0, ge=0, description="score only the first N items of each gate (0: all; a smoke run)")
+    device: str = Field("cpu", description="cpu | cuda | cuda:N")
+    batch_size: int = Field(8, ge=1, description="items per forward pass")
+    allow_code_exec: bool = Field(False, description="run model-generated programs (mbpp, humaneval)")
+    samples: str | None = Field(None, description="per-item audit file (JSONL), relative to outputs/")
+
+    @model_validator(mode="after")
+    def _names(self):
+        names = [s.name for s in self.subjects]
+        dup = next((n for n in names if names.count(n) > 1), None)
+        if dup:
+            raise ValueError(f"two subjects are named {dup!r}")
+        if not self.suite and not self.gates:
+            raise ValueError("name a suite or at least one gate")
+        return self
+
+
+EXAMPLE = '''# gate: score subjects on gates, every subject under the same settings.
+# Results: outputs/results/gate_<name>.json (one subject) or outputs/results/<subject id>/gate_<name>.json.
+kind = "gate"
+name = "psc-smoke"
+
+gates = ["polish_psc"]        # gate names from `slayer gates`; or: suite = "core"
+limit = 20                    # first 20 items only (0: the gate's full n)
+device = "cpu"                # cuda on a GPU box
+batch_size = 8
+allow_code_exec = false       # mbpp / humaneval run generated code only when true
+samples = "samples.jsonl"     # per-item audit lines (log-likelihoods, pred, gold), under outputs/
+
+# [files]                     # offline boxes: gate name -> local jsonl/json/csv/tsv/parquet with the same columns
+# polish_psc = "/data/klej-psc/test.parquet"
+
+[[subjects]]
+name = "base"
+kind = "base"                 # base | reference | checkpoint | merge | quant
+model = "Qwen/Qwen3-0.6B"     # HF id or a local HF-format directory
+backend = "hf"                # hf | llama_cpp (then: file = "model.gguf")
+dtype = "auto"                # bfloat16 on cuda, float32 on cpu
+
+# [[subjects]]                # an adapter checkpoint, at half strength
+# name = "ckpt-800 x0.5"
+# kind = "merge"
+# model = "Qwen/Qwen3-0.6B"
+# adapter = "runs/sft/outputs/checkpoint-800"
+# scale = 0.5
+'''
+
+
+@job_kind("gate", GateJobConfig, "Score models, adapters and GGUF files on gates; one gate_result per pair.",
+          EXAMPLE)
+def run_gate_job(config: GateJobConfig, ctx) -> None:
+    from engine.gates.run import resolve_gates, result_path, run_gates
+
+    gates = resolve_gates(config.suite, config.gates)
+    samples = None
+    if config.samples:
+        samples = Path(config.samples) if Path(config.samples).is_absolute() else ctx.outputs / config.samples
+    results = run_gates(
+        config.subjects, gates, ctx.outputs, files=config.files, fewshot_files=config.fewshot_files,
+        limit=config.limit, device=config.device, batch_size=config.batch_size,
+        allow_code_exec=config.allow_code_exec, samples_path=samples,
+        progress=lambda done, total, label: ctx.progress(done, total, "items", label),
+        on_result=ctx.gate_result, log=ctx.log)
+    several = len(config.subjects) > 1
+    for result in results:
+        ctx.artifact(result_path(ctx.outputs, result["subject"], result["gate"], several).resolve(), "gate_result")

@@ -1,0 +1,97 @@
+"""The `likelihood` scorer: multiple choice by summed log-probability, as lm-evaluation-harness scores it.
+
+Each choice is the continuation `target_delimiter + choice` after the prompt. Trailing whitespace of
+the prompt moves to the continuation; the continuation's tokens are `enc(ctx + cont)[len(enc(ctx)):]`.
+acc = argmax of the sums, acc_norm = argmax of sum / character length of the choice, f1 = binary F1
+with choice 1 positive. All choices of an item share one encoded context.
+"""
+
+from __future__ import annotations
+
+from engine.gates.metrics import summarize
+from engine.gates.scoring import ScoreOutput, ScoreSettings, scorer
+
+METRICS = {"acc", "acc_norm", "f1"}
+
+
+def split_request(context: str, continuation: str) -> tuple[str, str]:
+    """lm-eval's split: the context's trailing whitespace belongs to the continuation."""
+    n = len(context) - len(context.rstrip())
+    return (context[:-n], context[-n:] + continuation) if n else (context, continuation)
+
+
+def encode_item(prompt: str, continuations: list[str], encode) -> tuple[list[int], list[list[int]]]:
+    """Context tokens (once) and each continuation's tokens cut from the joint encoding."""
+    context = split_request(prompt, "")[0]
+    ctx = encode(context)
+    conts = []
+    for continuation in continuations:
+        c, k = split_request(prompt, continuation)
+        conts.append(encode(c + k)[len(ctx):])
+    return ctx, conts
+
+
+def item_groups(ctx: list[int], conts: list[list[int]], max_length: int) -> list[tuple[list[int], list[list[int]]]]:
+    """One shared group, unless a choice overflows the model: then lm-eval left-truncates each choice's
+    own sequence, so each such item becomes one group per choice."""
+    if all(len(ctx) + len(c) <= max_length + 1 for c in conts):
+        return [(ctx, conts)]
+    return [((ctx + c)[-(max_length + 1):][:-len(c)], [c]) for c in conts]
+
+
+def argmax(values: list[float]) -> int:
+    """Index of the largest value; the first on ties (numpy's argmax)."""
+    return max(range(len(values)), key=lambda i: (values[i], -i))
+
+
+def distinct_prefixes(sequences) -> int:
+    """Positions a perfect prefix-sharing scorer would compute: the nodes of the token trie."""
+    root: dict = {}
+    count = 0
+    for seq in sequences:
+        node = root
+        for tok in seq:
+            if tok not in node:
+                node[tok] = {}
+                count += 1
+            node = node[tok]
+    return count
+
+
+@scorer("likelihood", version="1", metrics=lambda gate: METRICS)
+def score_likelihood(items, backend, settings: ScoreSettings) -> ScoreOutput:
+    gate = items.gate
+    encode = lambda text: backend.encode(text, gate.bos)  # noqa: E731
+    choices = [gate.choices_for(row) for row in items.rows]
+    groups, owner = [], []
+    for i, (prompt, item_choices) in enumerate(zip(items.prompts(), choices)):
+        ctx, conts = encode_item(prompt, [gate.target_delimiter + c for c in item_choices], encode)
+        for group in item_groups(ctx, conts, backend.max_length):
+            groups.append(group)
+            owner.append(i)
+    n, done = len(items.rows), 0
+
+    def on_batch(count: int) -> None:
+        nonlocal done
+        done += count
+        settings.progress(done * n // len(groups), n)
+
+    start_tokens, start_padded = backend.tokens_computed, backend.tokens_padded
+    scores = backend.loglikelihoods(groups, settings.batch_size, on_batch)
+    lls: list[list[float]] = [[] for _ in range(n)]
+    for i, group_scores in zip(owner, scores):
+        lls[i].extend(group_scores)
+
+    golds = items.golds()
+    preds = [argmax(ll) for ll in lls]
+    preds_norm = [argmax([v / len(c) for v, c in zip(ll, cs)]) for ll, cs in zip(lls, choices)]
+    per_item = {"acc": [float(p == g) for p, g in zip(preds, golds)],
+                "acc_norm": [float(p == g) for p, g in zip(preds_norm, golds)]}
+    metrics, stderr = summarize(per_item, golds, preds, want_f1="f1" in gate.metrics)
+    samples = [{"index": idx, "loglikelihoods": ll, "pred": p, "pred_norm": pn, "gold": g}
+               for idx, ll, p, pn, g in zip(items.indices, lls, preds, preds_norm, golds)]
+    stats = {"requests": sum(len(c) for c in choices),
+             "tokens_computed": backend.tokens_computed - start_tokens,
+             "tokens_padded": backend.tokens_padded - start_padded,
+             "tokens_minimum": distinct_prefixes(ctx + c[:-1] for ctx, conts in groups for c in conts)}
+    return ScoreOutput(metrics, stderr, per_item, preds, golds, samples, stats)

@@ -1,0 +1,146 @@
+"""`run_gates`: score subjects × gates under one set of settings; write one result file per pair.
+
+Results go to OUT/results/gate_<name>.json, or OUT/results/<subject id>/gate_<name>.json when the run
+has several subjects. A result holds aggregates, per-item outcomes in dataset order and a fingerprint,
+never item text. For an F1-primary gate the outcomes are per-item correctness (F1 is not a mean);
+`preds` and `golds` carry what a paired F1 comparison needs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+import engine
+from engine.errors import SpecError
+from engine.gates.backend import SubjectSpec, check_device, open_backend
+from engine.gates.code_exec import refuse_unless_allowed
+from engine.gates.data import GateItems, load_items
+from engine.gates.scoring import ScoreSettings, get_scorer
+from engine.gates.spec import Gate, load_gate, load_suite
+
+# The keys of a gate_result event (engine.events); the result file adds `breakdown`, `stats`, `source`.
+EVENT_KEYS = ("subject", "gate", "axis", "scorer", "metrics", "primary", "higher_is_better", "stderr", "n",
+              "outcomes", "preds", "golds", "fingerprint", "tolerance_pp", "elapsed_s", "items_per_s")
+
+
+def resolve_gates(suite: str | None, names: list[str]) -> list[Gate]:
+    """The suite's gates, then the named ones (names or .toml paths), each once, in that order."""
+    gates = load_suite(suite) if suite else []
+    for name in names:
+        gates.append(load_gate(name))
+    seen, unique = set(), []
+    for gate in gates:
+        if gate.name not in seen:
+            seen.add(gate.name)
+            unique.append(gate)
+    if not unique:
+        raise SpecError("no gates to run: name a suite or at least one gate")
+    return unique
+
+
+def write_json(path: Path, data) -> None:
+    """Write whole or not at all."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def result_path(out_dir: Path, subject: dict, gate: str, several: bool) -> Path:
+    folder = Path(out_dir) / "results" / (subject["id"] if several else "")
+    return folder / f"gate_{gate}.json"
+
+
+def _breakdown(items: GateItems, outcomes: list[float]) -> dict:
+    groups: dict[str, list[float]] = {}
+    for row, outcome in zip(items.rows, outcomes):
+        groups.setdefault(str(row.get(items.gate.breakdown)), []).append(outcome)
+    return {key: {"n": len(v), "mean": sum(v) / len(v)} for key, v in sorted(groups.items())}
+
+
+def score_gate(items: GateItems, backend, subject: dict, batch_size: int, allow_code_exec: bool,
+               progress: Callable[[int, int], None]) -> tuple[dict, list[dict]]:
+    """One gate on one loaded subject: (the result, the per-item audit records)."""
+    gate = items.gate
+    scorer = get_scorer(gate.scorer, str(gate.source))
+    started = time.perf_counter()
+    out = scorer.run(items, backend, ScoreSettings(batch_size, allow_code_exec, progress))
+    elapsed = time.perf_counter() - started
+    n = len(items.rows)
+    outcomes = out.per_item.get(gate.primary) or out.per_item.get("acc") or []
+    fingerprint = {"dataset_hash": items.content_hash, "n": n, "seed": gate.seed, "template_hash": gate.template_hash(),
+                   "scorer": gate.scorer, "scorer_version": scorer.version, "backend": backend.name,
+                   "dtype": backend.dtype, "batch_size": batch_size, "bos": gate.bos, "fewshot": gate.fewshot.k,
+                   "harness_version": engine.__version__}
+    result = {"subject": subject, "gate": gate.name, "axis": gate.axis, "scorer": gate.scorer,
+              "metrics": {m: out.metrics[m] for m in gate.metrics}, "primary": gate.primary,
+              "higher_is_better": gate.higher_is_better, "stderr": {m: out.stderr.get(m, 0.0) for m in gate.metrics},
+              "n": n, "outcomes": outcomes, "preds": out.preds, "golds": out.golds, "fingerprint": fingerprint,
+              "tolerance_pp": gate.tolerance_pp, "elapsed_s": round(elapsed, 3),
+              "items_per_s": round(n / elapsed, 3) if elapsed > 0 else None,
+              "stats": out.stats, "source": items.source}
+    if gate.breakdown:
+        result["breakdown"] = _breakdown(items, outcomes)
+    samples = [{"subject": subject["id"], "gate": gate.name, **s} for s in out.samples]
+    return result, samples
+
+
+def run_gates(subjects: list[SubjectSpec], gates: list[Gate], out_dir: str | os.PathLike, *,
+              files: dict[str, str] | None = None, fewshot_files: dict[str, str] | None = None, limit: int = 0,
+              device: str = "cpu", batch_size: int = 8, allow_code_exec: bool = False,
+              samples_path: str | os.PathLike | None = None,
+              progress: Callable[[int, int, str], None] | None = None,
+              on_result: Callable[[dict], None] | None = None,
+              log: Callable[[str], None] | None = None) -> list[dict]:
+    """Score every subject on every gate; returns the results (also written under OUT/results/).
+
+    Every gate's data is loaded and checked before any model, so a bad file fails in seconds.
+    `progress(done, total, label)` is called once per batch, `on_result(result)` once per pair.
+    """
+    check_device(device)
+    files, fewshot_files = files or {}, fewshot_files or {}
+    names = {g.name for g in gates}
+    for key in [*files, *fewshot_files]:
+        if key not in names:
+            raise SpecError(f"local file given for gate {key!r}, which is not in this run ({', '.join(sorted(names))})")
+    for gate in gates:
+        if get_scorer(gate.scorer, str(gate.source)).runs_code:
+            refuse_unless_allowed(gate, allow_code_exec)
+    loaded = [load_items(g, files.get(g.name), limit, fewshot_files.get(g.name)) for g in gates]
+    results, audit = [], []
+    for spec in subjects:
+        subject = spec.subject()
+        backend = open_backend(spec, device)
+        try:
+            for items in loaded:
+                label = f"{spec.name} · {items.gate.name}"
+                report = (lambda done, total, label=label: progress(done, total, label)) if progress else \
+                    (lambda done, total: None)
+                result, samples = score_gate(items, backend, subject, batch_size, allow_code_exec, report)
+                write_json(result_path(Path(out_dir), subject, items.gate.name, len(subjects) > 1), result)
+                results.append(result)
+                if samples_path:
+                    audit.extend(samples)
+                    _write_lines(Path(samples_path), audit)
+                if on_result:
+                    on_result({k: result[k] for k in EVENT_KEYS})
+                if log:
+                    m = result["metrics"][items.gate.primary]
+                    log(f"{label}: {items.gate.primary} = {m:.4f} (n = {result['n']}, "
+                        f"{result['items_per_s']} items/s)")
+        finally:
+            backend.close()
+    return results
+
+
+def _write_lines(path: Path, records: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for record in records:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)

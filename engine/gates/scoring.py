@@ -1,0 +1,80 @@
+"""The scorer registry: a scorer turns a gate's items and a backend into per-item outcomes and metrics.
+
+Scorers register with `@scorer(name, version, metrics)` in the modules of SCORER_MODULES (imported on
+first use); other packages add their module to that list.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Callable
+
+from engine.errors import SpecError
+
+SCORER_MODULES = [
+    "engine.gates.likelihood",
+    "engine.gates.generate",
+    "engine.gates.code_exec",
+]
+
+
+@dataclass
+class ScoreSettings:
+    batch_size: int = 8
+    allow_code_exec: bool = False
+    progress: Callable[[int, int], None] = lambda done, total: None  # items done, items total
+
+
+@dataclass
+class ScoreOutput:
+    metrics: dict[str, float]
+    stderr: dict[str, float]
+    per_item: dict[str, list[float]]  # metric → per-item score, dataset order (mean metrics only)
+    preds: list[int] | None = None  # predicted choice index per item (-1: no valid answer)
+    golds: list[int] | None = None
+    samples: list[dict] = field(default_factory=list)  # per-item audit records: numbers only, no text
+    stats: dict = field(default_factory=dict)  # tokens computed etc.
+
+
+@dataclass(frozen=True)
+class Scorer:
+    name: str
+    version: str  # bump when a change can move any score; it is part of the fingerprint
+    run: Callable  # run(items: GateItems, backend, settings: ScoreSettings) -> ScoreOutput
+    metrics: Callable  # metrics(gate) -> set of metric names this scorer reports for the gate
+    runs_code: bool = False  # needs the gate run's explicit allow_code_exec
+
+
+_REGISTRY: dict[str, Scorer] = {}
+_loaded = False
+
+
+def scorer(name: str, version: str, metrics: Callable, runs_code: bool = False):
+    """Decorator: register `fn(items, backend, settings) -> ScoreOutput` as scorer `name`."""
+
+    def register(fn):
+        _REGISTRY[name] = Scorer(name, version, fn, metrics, runs_code)
+        return fn
+
+    return register
+
+
+def get_scorer(name: str, source: str = "gate") -> Scorer:
+    global _loaded
+    if not _loaded:
+        for module in SCORER_MODULES:
+            importlib.import_module(module)
+        _loaded = True
+    if name not in _REGISTRY:
+        raise SpecError(f"{source}: unknown scorer {name!r} (known: {', '.join(sorted(_REGISTRY))})")
+    return _REGISTRY[name]
+
+
+def check_gate_metrics(gate, source: str) -> None:
+    """The gate's scorer exists and can report every metric the gate names."""
+    known = get_scorer(gate.scorer, source).metrics(gate)
+    unknown = [m for m in gate.metrics if m not in known]
+    if unknown:
+        raise SpecError(f"{source}: scorer {gate.scorer!r} does not report {unknown[0]!r} "
+                        f"(it reports: {', '.join(sorted(known))})")
