@@ -93,14 +93,12 @@ class _Batch:
 
     def __init__(self, s: Session, run: Run):
         self.s, self.run = s, run
-        self.metrics: list[dict] = []
+        self.metrics: list[tuple] = []
         self.subjects: dict[str, Subject] = {}
 
     def apply(self, e: dict) -> None:
         t, run, ms = e["type"], self.run, int(e["ts"] * 1000)
-        if t == "metric":
-            self.metrics.append((run.id, e["seq"], e["key"], e.get("step", 0), e["value"], ms))
-        elif t == "progress":
+        if t == "progress":
             run.progress_done, run.progress_total = e.get("done"), e.get("total")
             run.progress_unit, run.progress_label = e.get("unit"), e.get("label")
         elif t == "status":
@@ -149,23 +147,18 @@ class _Batch:
             self.metrics = []
 
 
-def _parse_lines(data: bytes, offset: int, first_seq: int, source: str):
+def _parse_lines(data: bytes, offset: int, first_line: int, source: str):
     """Yield (end_offset, event) for every complete line of `data`; stop at a malformed one by raising."""
-    pos, line_no = 0, first_seq
-    while True:
-        nl = data.find(b"\n", pos)
-        if nl < 0:
-            return
-        line_no += 1
-        raw = data[pos:nl]
+    end = offset
+    for line_no, raw in enumerate(data[:data.rfind(b"\n") + 1].split(b"\n")[:-1], start=first_line + 1):
+        end += len(raw) + 1
         try:
             event = _loads(raw)
             if not isinstance(event, dict) or not isinstance(event.get("seq"), int) or "type" not in event:
                 raise ValueError("not an event object with seq and type")
         except ValueError as e:
             raise SpecError(f"{source}:{line_no}: malformed event line ({e})") from None
-        pos = nl + 1
-        yield offset + pos, event
+        yield end, event
 
 
 def ingest_bytes(store: Store, run_id: str, data: bytes, offset: int, source: str,
@@ -191,22 +184,27 @@ def ingest_bytes(store: Store, run_id: str, data: bytes, offset: int, source: st
         # derivable from seq only when the chunk starts at the cursor.
         first_line = cursor.seq if offset == cursor.offset else 0
         last_seq, last_offset = cursor.seq or 0, cursor.offset or 0
+        metrics = batch.metrics
         try:
             for end, event in _parse_lines(data, offset, first_line, source):
                 seq = event["seq"]
-                if event.get("run", run_id) != run_id:
-                    raise SpecError(f"{source}: event seq {seq} belongs to run {event.get('run')!r}, not {run_id!r}")
                 if seq <= last_seq:
                     continue
                 if seq != last_seq + 1:
                     raise SpecError(f"{source}: events jump from seq {last_seq} to {seq} (a gap)")
-                batch.apply(event)
-                last_seq, last_offset = seq, max(last_offset, end)
+                if event.get("run", run_id) != run_id:
+                    raise SpecError(f"{source}: event seq {seq} belongs to run {event.get('run')!r}, not {run_id!r}")
+                if event["type"] == "metric":  # the hot path: training logs thousands of these
+                    metrics.append((run_id, seq, event["key"], event.get("step", 0), event["value"],
+                                    int(event["ts"] * 1000)))
+                else:
+                    batch.apply(event)
+                last_seq, last_offset = seq, end
                 stats.events += 1
         except SpecError as e:
             error = e  # keep every row before the bad line
         batch.flush()
-        cursor.seq, cursor.offset, cursor.updated_ms = last_seq, last_offset, now_ms()
+        cursor.seq, cursor.offset, cursor.updated_ms = last_seq, max(last_offset, cursor.offset or 0), now_ms()
         stats.offset, stats.seq, stats.status = cursor.offset, cursor.seq, run.status
     if error:
         raise error

@@ -55,14 +55,12 @@ class RunCursor(SQLModel, table=True):
 
 
 class Metric(SQLModel, table=True):
+    """One logged value. Keyed by (run, seq) — the event that carried it — so a row can never be doubled."""
+
     __tablename__ = "metrics"
-    __table_args__ = (
-        Index("ix_metrics_run_key_step", "run_id", "key", "step"),
-        UniqueConstraint("run_id", "seq", name="uq_metrics_run_seq"),
-    )
-    id: Optional[int] = Field(default=None, primary_key=True)
-    run_id: str = Field(foreign_key="runs.id")
-    seq: int
+    __table_args__ = (Index("ix_metrics_run_key_step", "run_id", "key", "step"), {"sqlite_with_rowid": False})
+    run_id: str = Field(foreign_key="runs.id", primary_key=True)
+    seq: int = Field(primary_key=True)
     key: str
     step: int
     value: float

@@ -70,7 +70,6 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_artifacts_run_id'), ['run_id'], unique=False)
 
     op.create_table('metrics',
-    sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('run_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('seq', sa.Integer(), nullable=False),
     sa.Column('key', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
@@ -78,8 +77,8 @@ def upgrade() -> None:
     sa.Column('value', sa.Float(), nullable=False),
     sa.Column('ts_ms', sa.BigInteger(), nullable=False),
     sa.ForeignKeyConstraint(['run_id'], ['runs.id'], ),
-    sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('run_id', 'seq', name='uq_metrics_run_seq')
+    sa.PrimaryKeyConstraint('run_id', 'seq'),
+    sqlite_with_rowid=False
     )
     with op.batch_alter_table('metrics', schema=None) as batch_op:
         batch_op.create_index('ix_metrics_run_key_step', ['run_id', 'key', 'step'], unique=False)
