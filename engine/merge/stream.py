@@ -1,0 +1,79 @@
+"""Merge an adapter into its base model shard by shard, writing an HF-format directory.
+
+Each base shard is read tensor by tensor (safetensors `safe_open`) and its merged copy is written before the
+next shard is opened, so peak memory is about one shard plus the adapter, never the whole model.
+Tokenizer, config and other small files are copied; `slayer_merge.json` records how the weights were made.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+from engine.errors import SpecError
+from engine.merge.adapter import Adapter
+from engine.merge.methods import METHODS, merged_weight
+from engine.merge.shards import rewrite_shard, shard_files, tensor_names
+
+RECIPE_FILE = "slayer_merge.json"
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".msgpack", ".h5")
+
+
+def merge_model(base_dir: str | os.PathLike, adapter: Adapter, out_dir: str | os.PathLike,
+                method: str = "task_arithmetic", scale: float = 1.0, density: float = 1.0, seed: int = 0,
+                on_shard: Callable[[int, int, str], None] | None = None) -> Path:
+    """Write base + λ·combine(τ) to `out_dir` (HF format, same shard layout as the base); returns its path.
+
+    `method` names an entry of engine.merge.methods.METHODS; `scale` is λ. Written into a temporary sibling
+    and renamed, so `out_dir` is never half-written.
+    """
+    from safetensors import safe_open
+
+    if method not in METHODS:
+        raise SpecError(f"unknown merge method {method!r} (known: {', '.join(METHODS)})")
+    base_dir, out = Path(base_dir), Path(out_dir)
+    shards = shard_files(base_dir)
+    names = {name for shard in shards for name in tensor_names(shard)}
+    missing = sorted(set(adapter.updates) - names)
+    if missing:
+        raise SpecError(f"{adapter.path}: the adapter changes {missing[0]!r}, which {base_dir} does not have "
+                        f"({len(missing)} such weights): was it trained on this base?")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        for f in base_dir.iterdir():
+            if f.is_file() and not f.name.endswith(WEIGHT_SUFFIXES):
+                shutil.copy2(f, tmp / f.name)
+        changed = 0
+        for i, shard in enumerate(shards):
+            with safe_open(str(shard), framework="pt") as reader:
+                changed += rewrite_shard(shard, tmp / shard.name,
+                                         lambda name: _merged(reader, name, adapter, method, scale, density, seed))
+            if on_shard:
+                on_shard(i + 1, len(shards), shard.name)
+        recipe = {"base": str(base_dir), "adapter": str(adapter.path), "method": method, "scale": scale,
+                  "density": density, "seed": seed, "dora": adapter.use_dora, "weights_changed": changed}
+        (tmp / RECIPE_FILE).write_text(json.dumps(recipe, indent=2) + "\n", encoding="utf-8")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _merged(reader, name: str, adapter: Adapter, method: str, scale: float, density: float, seed: int):
+    update = adapter.updates.get(name)
+    if update is None:
+        return None
+    weight = reader.get_tensor(name)
+    if update.replacement is not None and update.replacement.shape != weight.shape:
+        raise SpecError(f"{adapter.path}: saved {name!r} has shape {list(update.replacement.shape)}, the base "
+                        f"{list(weight.shape)} (a resized vocabulary cannot be merged shard by shard)")
+    tau = update.task_vector(weight)
+    return merged_weight(weight, [tau], method, scale, density, seed, name).to(weight.dtype)
