@@ -23,6 +23,7 @@ KIND_MODULES = [
     "engine.debug",
     "engine.tiny.job",
     "engine.gates.job",
+    "engine.data.job",
 ]
 
 

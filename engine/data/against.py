@@ -4,10 +4,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.data.examples import example_texts
+from pydantic import Field
+
+from engine.data.examples import example_texts, jsonl, report_json, write_outputs
 from engine.data.guard import NGRAM, GuardIndex, GuardItem, GuardSet
 from engine.datafiles import FORMATS, read_rows
 from engine.errors import SpecError
+from engine.jobs import JobConfig
+
+
+class GuardedConfig(JobConfig):
+    """The guard settings every builder shares."""
+
+    guard_against: list[str] = Field(default_factory=lambda: ["core"],
+                                     description="suites, gates, GATE=FILE or test files the guard checks")
+    guard_files: dict[str, str] = Field(default_factory=dict, description="gate name → local test file")
+    ngram: int = Field(NGRAM, ge=4, description="guard n-gram length in words")
 
 
 def _flatten(value) -> list[str]:
@@ -89,9 +101,27 @@ def resolve(against: list[str], files: dict[str, str] | None = None) -> list[Gua
     return sets
 
 
+def build_index(against: list[str], files: dict[str, str] | None = None, ngram: int = NGRAM) -> GuardIndex:
+    return GuardIndex(resolve(against, files), n=ngram)
+
+
 def guard(texts: list[list[str]], tags: list[dict], against: list[str], files: dict[str, str] | None = None,
           ngram: int = NGRAM, progress=None) -> tuple[list[bool], dict]:
     """Check every example (its list of texts) against `against`: which to keep, and the guard report."""
-    index = GuardIndex(resolve(against, files), n=ngram)
-    result = index.check(texts, progress)
+    result = build_index(against, files, ngram).check(texts, progress)
     return result.keep(), result.report(tags)
+
+
+def check_file(train: str, against: list[str], files: dict[str, str] | None, ngram: int, report_path: Path,
+               clean_path: Path | None = None, progress=None) -> dict:
+    """Guard a training file: write the report (and, if asked, the file without overlapping examples)."""
+    rows = read_rows(train)
+    tags = [row["source"] if isinstance(row.get("source"), dict) else {"row": i} for i, row in enumerate(rows)]
+    keep, report = guard([example_texts(r) for r in rows], tags, against, files, ngram,
+                         (lambda done, total: progress(done, total, "guard")) if progress else None)
+    report = {"train": str(train), **report}
+    outputs = {Path(report_path): report_json(report)}
+    if clean_path is not None:
+        outputs[Path(clean_path)] = jsonl([r for r, ok in zip(rows, keep) if ok])
+    write_outputs(outputs)
+    return report

@@ -236,6 +236,13 @@ class GuardResult:
             self.hits.setdefault(example, set()).add(s)
             self.items_hit.setdefault(s, set()).add(item)
 
+    def absorb(self, other: "GuardResult", ids: list[int]) -> None:
+        """Add a later check of some of the same examples (`ids[i]` is the example `other` calls i)."""
+        for example, found in other.hits.items():
+            self.hits.setdefault(ids[example], set()).update(found)
+        for s, items in other.items_hit.items():
+            self.items_hit.setdefault(s, set()).update(items)
+
     def keep(self) -> list[bool]:
         return [i not in self.hits for i in range(self.checked)]
 

@@ -13,9 +13,11 @@ from typing import Callable
 
 from pydantic import Field, model_validator
 
-from engine.data.against import guard
+from engine.data.against import GuardedConfig, guard
 from engine.data.examples import jsonl, report_json, rng, write_outputs
-from engine.data.guard import NGRAM, normalise
+from engine.data.guard import normalise
+from engine.datafiles import read_rows
+from engine.errors import SpecError
 from engine.jobs import JobConfig
 
 # short task name → the multiple-choice gate whose template and labels the data uses
@@ -31,16 +33,15 @@ class KlejTask(JobConfig):
                                                "multiple-choice gate; a _regex variant works too)")
 
 
-class KlejConfig(JobConfig):
+class KlejConfig(GuardedConfig):
     tasks: dict[str, KlejTask] = Field(default_factory=lambda: {t: KlejTask() for t in TASKS},
                                        description="task name (psc, ppc, dyk, 8tags, polemo2_in) → its sources")
     per_task: int = Field(150, ge=1, description="examples per task (the quota, split equally over classes)")
     min_per_task: int = Field(120, ge=0, description="warn when a task yields fewer examples than this")
     per_class_cap: int = Field(0, ge=0, description="most examples of one class of one task (0: per_task / classes)")
     seed: int = Field(0, description="same seed, same inputs: byte-identical output")
-    guard_against: list[str] = Field(default_factory=list,
-                                     description="also guard against these suites, gates, GATE=FILE or test files")
-    ngram: int = Field(NGRAM, ge=4, description="guard n-gram length in words")
+    guard_against: list[str] = Field(default_factory=list, description="also guard against these suites, gates, "
+                                                                       "GATE=FILE or test files")
 
     @model_validator(mode="after")
     def _known(self):
@@ -55,13 +56,25 @@ class KlejConfig(JobConfig):
         return self.tasks[task].gate or TASKS[task]
 
 
-def _train_items(gate, file: str | None):
-    """Every row of the task's train split, checked by the gate's own rules (columns, labels, template)."""
-    from engine.gates.data import load_items
+def _train_rows(gate, file: str | None) -> tuple[list[dict], list[int], str]:
+    """Every row of the task's train split (rows, their indices, where from), checked by the gate's own
+    rules: columns, labels, template."""
+    from engine.gates.data import check_rows, load_items
 
-    train = gate.model_copy(update={"n": 0, "fewshot": gate.fewshot.model_copy(update={"k": 0}),
-                                    "dataset": gate.dataset.model_copy(update={"split": "train", "file": None})})
-    return load_items(train, file)
+    if file is None:
+        train = gate.model_copy(update={"n": 0, "fewshot": gate.fewshot.model_copy(update={"k": 0}),
+                                        "dataset": gate.dataset.model_copy(update={"split": "train", "file": None})})
+        items = load_items(train, None)
+        return items.rows, items.indices, items.source
+    rows = read_rows(file)
+    needed = gate.required_columns()
+    for number, row in enumerate(rows, 1):
+        missing = sorted(needed - set(row))
+        if missing:
+            raise SpecError(f"{file}: row {number}: missing column {missing[0]!r} (gate {gate.name} reads "
+                            f"{', '.join(sorted(needed))})")
+    check_rows(gate, rows, list(range(len(rows))), str(file))
+    return rows, list(range(len(rows))), str(file)
 
 
 def _class_quotas(per_task: int, cap: int, classes: int, seed: int, task: str) -> list[int]:
@@ -81,10 +94,12 @@ def build_klej(config: KlejConfig, out: Path, report_path: Path,
     for number, task in enumerate(config.tasks):
         say(number, len(config.tasks), f"reading {task}")
         gate = gates[task] = load_gate(config.gate_name(task))
-        items = loaded[task] = _train_items(gate, config.tasks[task].train)
-        for index, row in zip(items.indices, items.rows):
+        rows, indices, source = _train_rows(gate, config.tasks[task].train)
+        loaded[task] = {"source": source, "rows": len(rows)}
+        for index, row in zip(indices, rows):
             candidates.append((task, index, gate.render(row), gate.label_text(row), gate.gold_index(row)))
-    files = {gates[t].name: config.tasks[t].test for t in config.tasks if config.tasks[t].test}
+    files = {**config.guard_files,
+             **{gates[t].name: config.tasks[t].test for t in config.tasks if config.tasks[t].test}}
     keep, guard_report = guard([[c[2]] for c in candidates],
                                [{"task": c[0], "split": "train", "row": c[1]} for c in candidates],
                                [gates[t].name for t in config.tasks] + config.guard_against, files, config.ngram,
@@ -119,7 +134,7 @@ def build_klej(config: KlejConfig, out: Path, report_path: Path,
         selected = sum(v["selected"] for v in by_class.values())
         if selected < config.min_per_task:
             warnings.append(f"{task}: {selected} examples, fewer than min_per_task = {config.min_per_task}")
-        tasks_report[task] = {"gate": gate.name, "source": loaded[task].source, "rows": loaded[task].total,
+        tasks_report[task] = {"gate": gate.name, **loaded[task],
                               **stats[task], "selected": selected, "classes": by_class}
     rng(config.seed, "order").shuffle(examples)
     rows = [{"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": label}],
