@@ -21,6 +21,7 @@ class GateJobConfig(JobConfig):
     batch_size: int = Field(8, ge=1, description="items per forward pass")
     allow_code_exec: bool = Field(False, description="run model-generated programs (mbpp, humaneval)")
     samples: str | None = Field(None, description="per-item audit file (JSONL), relative to outputs/")
+    out: str | None = Field(None, description="write results/ here instead of under the run's outputs/")
 
     @model_validator(mode="after")
     def _names(self):
@@ -73,12 +74,13 @@ def run_gate_job(config: GateJobConfig, ctx) -> None:
     samples = None
     if config.samples:
         samples = Path(config.samples) if Path(config.samples).is_absolute() else ctx.outputs / config.samples
+    out = Path(config.out) if config.out else ctx.outputs
     results = run_gates(
-        config.subjects, gates, ctx.outputs, files=config.files, fewshot_files=config.fewshot_files,
+        config.subjects, gates, out, files=config.files, fewshot_files=config.fewshot_files,
         limit=config.limit, device=config.device, batch_size=config.batch_size,
         allow_code_exec=config.allow_code_exec, samples_path=samples,
         progress=lambda done, total, label: ctx.progress(done, total, "items", label),
         on_result=ctx.gate_result, log=ctx.log)
     several = len(config.subjects) > 1
     for result in results:
-        ctx.artifact(result_path(ctx.outputs, result["subject"], result["gate"], several).resolve(), "gate_result")
+        ctx.artifact(result_path(out, result["subject"], result["gate"], several).resolve(), "gate_result")

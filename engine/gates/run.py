@@ -89,6 +89,22 @@ def score_gate(items: GateItems, backend, subject: dict, batch_size: int, allow_
     return result, samples
 
 
+def prepare_items(gates: list[Gate], files: dict[str, str] | None = None,
+                  fewshot_files: dict[str, str] | None = None, limit: int = 0, allow_code_exec: bool = False,
+                  device: str = "cpu") -> list[GateItems]:
+    """Check the run's settings and load every gate's items (SpecError on the first problem)."""
+    check_device(device)
+    files, fewshot_files = files or {}, fewshot_files or {}
+    names = {g.name for g in gates}
+    for key in [*files, *fewshot_files]:
+        if key not in names:
+            raise SpecError(f"local file given for gate {key!r}, which is not in this run ({', '.join(sorted(names))})")
+    for gate in gates:
+        if get_scorer(gate.scorer, str(gate.source)).runs_code:
+            refuse_unless_allowed(gate, allow_code_exec)
+    return [load_items(g, files.get(g.name), limit, fewshot_files.get(g.name)) for g in gates]
+
+
 def run_gates(subjects: list[SubjectSpec], gates: list[Gate], out_dir: str | os.PathLike, *,
               files: dict[str, str] | None = None, fewshot_files: dict[str, str] | None = None, limit: int = 0,
               device: str = "cpu", batch_size: int = 8, allow_code_exec: bool = False,
@@ -101,16 +117,7 @@ def run_gates(subjects: list[SubjectSpec], gates: list[Gate], out_dir: str | os.
     Every gate's data is loaded and checked before any model, so a bad file fails in seconds.
     `progress(done, total, label)` is called once per batch, `on_result(result)` once per pair.
     """
-    check_device(device)
-    files, fewshot_files = files or {}, fewshot_files or {}
-    names = {g.name for g in gates}
-    for key in [*files, *fewshot_files]:
-        if key not in names:
-            raise SpecError(f"local file given for gate {key!r}, which is not in this run ({', '.join(sorted(names))})")
-    for gate in gates:
-        if get_scorer(gate.scorer, str(gate.source)).runs_code:
-            refuse_unless_allowed(gate, allow_code_exec)
-    loaded = [load_items(g, files.get(g.name), limit, fewshot_files.get(g.name)) for g in gates]
+    loaded = prepare_items(gates, files, fewshot_files, limit, allow_code_exec, device)
     results, audit = [], []
     for spec in subjects:
         subject = spec.subject()

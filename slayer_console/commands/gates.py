@@ -1,0 +1,145 @@
+"""`slayer gates` (every gate) and `slayer gate run` (score a model, adapter or GGUF file on gates).
+
+`gate run --out DIR` runs a `gate` job with DIR as its run directory and results in DIR/results/:
+`slayer ingest DIR` files it in the store later, `--experiment NAME` does so right away.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from pathlib import Path
+
+import click
+
+from slayer_console.commands.common import FORMAT, print_json, print_table, settings
+
+
+def _dataset(gate) -> str:
+    ds = gate.dataset
+    return f"{ds.hf or ds.file}{'/' + ds.config if ds.config else ''}:{ds.split}"
+
+
+@click.command()
+@FORMAT
+def gates(fmt: str) -> None:
+    """Every gate: name, axis, scorer, primary metric, n (0 = all), dataset."""
+    from engine.gates import list_gates
+
+    rows = [{"name": g.name, "axis": g.axis, "scorer": g.scorer, "metric": g.primary, "n": g.n,
+             "dataset": _dataset(g), "higher_is_better": g.higher_is_better} for g in list_gates()]
+    if fmt == "json":
+        print_json(rows)
+    else:
+        print_table(None, ["gate", "axis", "scorer", "metric", "n", "dataset"],
+                    [[r["name"], r["axis"], r["scorer"], r["metric"], r["n"] or "all", r["dataset"]] for r in rows])
+
+
+@click.group()
+def gate() -> None:
+    """Run gates on a model or adapter."""
+
+
+def _gate_options(values: tuple[str, ...]) -> tuple[list[str], dict[str, str]]:
+    names, files = [], {}
+    for value in values:
+        name, _, file = value.partition("=")
+        if not name.strip():
+            raise click.UsageError(f"--gate {value!r}: expected NAME or NAME=LOCAL_FILE")
+        names.append(name.strip())
+        if file.strip():
+            files[name.strip()] = str(Path(file.strip()).resolve())
+    return names, files
+
+
+def _follow(events: Path, stop: threading.Event) -> None:
+    """Draw a progress bar on stderr from the run's progress events until `stop` is set."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    offset = 0
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("loading", total=None)
+        while not stop.wait(0.2):
+            if not events.exists():
+                continue
+            with open(events, "rb") as f:
+                f.seek(offset)
+                chunk = f.read()
+            complete = chunk[:chunk.rfind(b"\n") + 1]
+            offset += len(complete)
+            for line in complete.splitlines():
+                e = json.loads(line)
+                if e["type"] == "progress":
+                    bar.update(task, completed=e["done"], total=e["total"], description=e.get("label", ""))
+
+
+@gate.command("run")
+@click.option("--model", required=True, help="base model (HF id or directory); with --backend llama_cpp a .gguf")
+@click.option("--adapter", default=None, help="PEFT adapter directory (LoRA or DoRA)")
+@click.option("--scale", type=float, default=1.0, show_default=True, help="adapter scale")
+@click.option("--backend", type=click.Choice(["hf", "llama_cpp"]), default="hf", show_default=True)
+@click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), default="auto",
+              show_default=True)
+@click.option("--gate", "gate_values", multiple=True, metavar="NAME[=LOCAL_FILE]", help="a gate (repeatable)")
+@click.option("--suite", default=None, help="a suite of gates (core, extended)")
+@click.option("--limit", type=int, default=0, help="only the first N items of each gate (smoke run)")
+@click.option("--device", default="cpu", show_default=True, help="cpu | cuda | cuda:N")
+@click.option("--batch-size", type=int, default=8, show_default=True)
+@click.option("--allow-code-exec", is_flag=True, help="let code gates (mbpp, humaneval) run generated programs")
+@click.option("--samples", default=None, type=click.Path(dir_okay=False), help="per-item audit lines (JSONL)")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="run directory")
+@click.option("--experiment", default=None, help="ingest the results into the store under this experiment")
+@click.option("--name", default=None, help="subject name (default: the model's or adapter's folder name)")
+@click.option("--kind", default="base", show_default=True,
+              type=click.Choice(["base", "reference", "checkpoint", "merge", "quant"]))
+def run_gate(model, adapter, scale, backend, dtype, gate_values, suite, limit, device, batch_size, allow_code_exec,
+             samples, out_dir, experiment, name, kind) -> None:
+    """Score one subject on gates; writes DIR/results/gate_<name>.json."""
+    from engine.gates.run import prepare_items, resolve_gates
+    from engine.jobs import parse_spec
+    from engine.runner import run_job
+    from remotes.local import new_run_id
+
+    if not gate_values and not suite:
+        raise click.UsageError("name at least one --gate or a --suite")
+    if (Path(out_dir) / "events.jsonl").exists():
+        raise click.UsageError(f"--out {out_dir}: already holds a run; choose a new folder")
+    names, files = _gate_options(gate_values)
+    gguf = backend == "llama_cpp"
+    subject = {"name": name or Path(adapter or model).name, "kind": kind, "backend": backend, "dtype": dtype,
+               "model": None if gguf else model, "file": str(Path(model).resolve()) if gguf else None}
+    if adapter:
+        subject.update(adapter=str(Path(adapter).resolve()), scale=scale)
+    out = Path(out_dir).resolve()
+    spec = parse_spec({"kind": "gate", "experiment": experiment, "subjects": [subject], "suite": suite,
+                       "gates": names, "files": files, "limit": limit, "device": device, "batch_size": batch_size,
+                       "allow_code_exec": allow_code_exec, "out": str(out),
+                       "samples": str(Path(samples).resolve()) if samples else None}, "slayer gate run")
+    config = spec.config
+    prepare_items(resolve_gates(config.suite, config.gates), config.files, None, config.limit,
+                  config.allow_code_exec, config.device)  # bad input fails here, with exit code 2
+    stop = threading.Event()
+    follower = threading.Thread(target=_follow, args=(out / "events.jsonl", stop), daemon=True)
+    follower.start()
+    try:
+        status = run_job(spec, out, new_run_id("gate"))
+    finally:
+        stop.set()
+        follower.join()
+    if experiment:
+        from store.ingest import ingest_run_dir
+
+        ingest_run_dir(settings().store(), out, experiment=experiment)
+    events = [json.loads(line) for line in (out / "events.jsonl").read_text(encoding="utf-8").splitlines()]
+    results = [e for e in events if e["type"] == "gate_result"]
+    if results:
+        print_table(None, ["gate", "metric", "value", "± se", "n", "items/s"],
+                    [[r["gate"], r["primary"], f"{r['metrics'][r['primary']]:.4f}",
+                      f"{r['stderr'].get(r['primary'], 0):.4f}", r["n"], r["items_per_s"]] for r in results])
+    if status != "succeeded":
+        click.echo(f"error: {status}: {events[-1].get('error', '')}", err=True)
+        sys.exit(1)
+    click.echo(f"results: {out / 'results'}", err=True)
