@@ -21,9 +21,13 @@ from engine.errors import SpecError
 # each must keep heavy imports (torch, transformers…) inside its functions.
 KIND_MODULES = [
     "engine.debug",
+    "engine.demo.job",
     "engine.tiny.job",
+    "engine.train.job",
     "engine.gates.job",
     "engine.data.job",
+    "engine.merge.job",
+    "engine.export.job",
 ]
 
 

@@ -13,6 +13,10 @@ from pathlib import Path
 
 import pytest
 
+# Tiny models run fastest on one thread, and two pytest workers on two cores must not oversubscribe.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

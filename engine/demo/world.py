@@ -1,0 +1,194 @@
+"""A small generated world for the demo: general skills worth protecting, and a Polish task world.
+
+General: English facts and arithmetic (pre-training text, ARC-shaped gate files, replay prompts).
+Polish: KLEJ-shaped train/test files (psc, dyk, 8tags, polemo2_in) written by templates, style pairs
+and style chat data. Everything is deterministic in the seed; train and test items never coincide.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+CAPITALS = [("France", "Paris"), ("Poland", "Warsaw"), ("Germany", "Berlin"), ("Italy", "Rome"),
+            ("Spain", "Madrid"), ("Japan", "Tokyo"), ("Egypt", "Cairo"), ("Norway", "Oslo"),
+            ("Greece", "Athens"), ("Russia", "Moscow"), ("Canada", "Ottawa"), ("Peru", "Lima"),
+            ("Kenya", "Nairobi"), ("Cuba", "Havana"), ("Ireland", "Dublin"), ("Austria", "Vienna")]
+OPPOSITES = [("hot", "cold"), ("up", "down"), ("big", "small"), ("fast", "slow"), ("day", "night"),
+             ("old", "young"), ("open", "closed"), ("early", "late"), ("full", "empty"), ("light", "dark"),
+             ("happy", "sad"), ("rich", "poor"), ("wet", "dry"), ("hard", "soft"), ("loud", "quiet"),
+             ("left", "right")]
+SOUNDS = [("dog", "barks"), ("cat", "meows"), ("cow", "moos"), ("duck", "quacks"), ("lion", "roars"),
+          ("sheep", "bleats"), ("horse", "neighs"), ("owl", "hoots"), ("snake", "hisses"), ("bee", "buzzes")]
+
+TOPICS = {  # 8tags categories (label order of EVAL_SPEC) with title vocabulary
+    "Film": ["reżyser", "aktorka", "premiera filmu", "kino", "scenariusz", "Oscar"],
+    "Historia": ["król", "bitwa", "średniowiecze", "zamek", "powstanie", "kronika"],
+    "Jedzenie": ["przepis", "zupa", "pierogi", "ciasto", "kuchnia", "śniadanie"],
+    "Medycyna": ["lekarz", "szpital", "szczepionka", "pacjent", "leczenie", "choroba"],
+    "Motoryzacja": ["samochód", "silnik", "opony", "kierowca", "autostrada", "paliwo"],
+    "Praca": ["pensja", "rekrutacja", "pracodawca", "urlop", "biuro", "kariera"],
+    "Sport": ["mecz", "piłkarz", "trener", "bramka", "mistrzostwa", "kibice"],
+    "Technologie": ["komputer", "aplikacja", "smartfon", "internet", "procesor", "program"],
+}
+TITLE_FRAMES = ["Nowy {w} i {v} w centrum uwagi", "Dlaczego {w} zmienia wszystko: {v}", "{W} oraz {v} – co dalej?",
+                "Pięć faktów: {w}, {v}", "Jak {w} wpływa na {v}", "Rozmowa o tym, czym jest {w} i {v}"]
+SENTIMENT = {  # polemo2_in targets (EVAL_SPEC order) with review vocabulary
+    "__label__meta_zero": ["Hotel znajduje się przy głównej ulicy.", "Pokój ma okno na podwórze.",
+                           "Lekarz przyjmuje we wtorki.", "Śniadanie podawane jest od siódmej."],
+    "__label__meta_minus_m": ["Obsługa była niemiła i spóźniona.", "Brudny pokój, nie polecam.",
+                              "Fatalne jedzenie i hałas w nocy.", "Lekarz był opryskliwy, strata czasu."],
+    "__label__meta_plus_m": ["Wspaniała obsługa, gorąco polecam!", "Czysto, miło i smacznie.",
+                             "Świetny lekarz, bardzo pomocny.", "Cudowny widok i przyjazny personel."],
+    "__label__meta_amb": ["Pokój ładny, ale obsługa niemiła.", "Jedzenie dobre, niestety drogo.",
+                          "Lekarz kompetentny, choć spóźniony.", "Widok piękny, za to hałas w nocy."],
+}
+STYLE = [  # (prompt, natural answer, stiff answer)
+    ("Jak minął ci dzień?", "Całkiem dobrze, dzięki! Trochę pracy, potem spacer.",
+     "Uprzejmie informuję, iż dzień przebiegł w sposób zadowalający."),
+    ("Polecisz jakąś książkę?", "Jasne, sięgnij po „Lalkę” – wciąga od pierwszej strony.",
+     "W odpowiedzi na zapytanie wskazuję pozycję literacką „Lalka”."),
+    ("Co ugotować na obiad?", "Może pierogi z serem? Szybko i zawsze smakują.",
+     "Rekomenduje się przygotowanie potrawy w postaci pierogów."),
+    ("Jaka jutro pogoda?", "Ma być słonecznie, więc bierz okulary.",
+     "Zgodnie z prognozą przewiduje się wystąpienie nasłonecznienia."),
+    ("Jak się uczyć do egzaminu?", "Rób krótkie przerwy i powtarzaj na głos – działa.",
+     "Zaleca się stosowanie przerw oraz powtórzeń werbalnych."),
+    ("Co robić w weekend?", "Wyskocz za miasto, las dobrze robi na głowę.",
+     "Proponuje się realizację wyjazdu poza obszar miejski."),
+]
+
+
+def _jsonl(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def general_facts() -> list[tuple[str, str, list[str]]]:
+    """(question, answer, distractor pool) for every fact the base should know."""
+    facts = []
+    cities = [c for _, c in CAPITALS]
+    for country, city in CAPITALS:
+        facts.append((f"What is the capital of {country}?", city, cities))
+    words = [b for _, b in OPPOSITES]
+    for a, b in OPPOSITES:
+        facts.append((f"What is the opposite of {a}?", b, words))
+    sounds = [s for _, s in SOUNDS]
+    for animal, sound in SOUNDS:
+        facts.append((f"What does a {animal} do?", f"it {sound}", [f"it {s}" for s in sounds]))
+    return facts
+
+
+def arithmetic(rng: random.Random, count: int) -> list[tuple[str, str, list[str]]]:
+    items, seen = [], set()
+    while len(items) < count:
+        a, b = rng.randint(1, 9), rng.randint(1, 9)
+        if (a, b) in seen:
+            continue
+        seen.add((a, b))
+        items.append((f"What is {a} plus {b}?", str(a + b), [str(x) for x in range(2, 19)]))
+    return items
+
+
+def _arc_rows(items, rng: random.Random) -> list[dict]:
+    rows = []
+    for i, (q, answer, pool) in enumerate(items):
+        wrong = rng.sample([p for p in pool if p != answer], 3)
+        texts = wrong + [answer]
+        rng.shuffle(texts)
+        labels = ["A", "B", "C", "D"]
+        rows.append({"id": f"q{i}", "question": q, "choices": {"text": texts, "label": labels},
+                     "answerKey": labels[texts.index(answer)]})
+    return rows
+
+
+def pretraining_text(facts, sums, rng: random.Random, repeats: int) -> list[str]:
+    lines = []
+    for _ in range(repeats):
+        for q, a, _ in facts + sums:
+            lines.append(f"Question: {q}\nAnswer: {a}")
+        for country, city in CAPITALS:
+            lines.append(f"The capital of {country} is {city}.")
+        for a, b in OPPOSITES:
+            lines.append(f"The opposite of {a} is {b}, and the opposite of {b} is {a}.")
+        for x in range(1, 10):
+            y = rng.randint(1, 9)
+            lines.append(f"{x} + {y} = {x + y}")
+        lines.append("def add(a, b):\n    return a + b")
+    rng.shuffle(lines)
+    return lines
+
+
+def _title(rng: random.Random, cat: str) -> str:
+    w, v = rng.sample(TOPICS[cat], 2)
+    frame = rng.choice(TITLE_FRAMES)
+    return frame.format(w=w, v=v, W=w.capitalize())
+
+
+def _psc_row(rng: random.Random) -> dict:
+    cat, other = rng.sample(list(TOPICS), 2)
+    w = rng.sample(TOPICS[cat], 3)
+    text = f"Artykuł opisuje: {w[0]}, {w[1]} oraz {w[2]}. Autor {rng.choice(['chwali', 'krytykuje', 'omawia'])} temat."
+    same = rng.random() < 0.5
+    src = w if same else rng.sample(TOPICS[other], 3)
+    summary = f"Tekst o tym, jak {src[0]} łączy się z {src[1]}."
+    return {"extract_text": text, "summary_text": summary, "label": int(same)}
+
+
+def _dyk_row(rng: random.Random) -> dict:
+    country, city = rng.choice(CAPITALS)
+    correct = rng.random() < 0.5
+    answer = city if correct else rng.choice([c for _, c in CAPITALS if c != city])
+    return {"question": f"Jakie miasto jest stolicą kraju {country} ({rng.randint(1, 999)})?",
+            "answer": answer, "target": int(correct)}
+
+
+def _split(rows: list[dict], key, n_test: int) -> tuple[list[dict], list[dict]]:
+    """Unique rows by `key`, the first n_test for test, the rest for train: no test item in train."""
+    seen, unique = set(), []
+    for r in rows:
+        k = key(r)
+        if k not in seen:
+            seen.add(k)
+            unique.append(r)
+    return unique[n_test:], unique[:n_test]
+
+
+def write_world(out: Path, seed: int = 0, n_test: int = 40, n_train: int = 160, pretrain_repeats: int = 8) -> dict:
+    """Write every file of the demo world under `out`; returns {name: path}."""
+    rng = random.Random(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    facts, sums = general_facts(), arithmetic(rng, 40)
+    files = {
+        "pretrain": out / "general" / "pretrain.txt",
+        "facts_test": _jsonl(out / "general" / "facts_test.jsonl", _arc_rows(facts, rng)),
+        "sums_test": _jsonl(out / "general" / "sums_test.jsonl", _arc_rows(sums, rng)),
+        "general_sft": _jsonl(out / "general" / "general_sft.jsonl",
+                              [{"prompt": f"Question: {q}", "response": a} for q, a, _ in facts + sums]),
+        "replay_prompts": _jsonl(out / "general" / "replay_prompts.jsonl",
+                                 [{"prompt": f"Question: {q}", "skill": "en_knowledge" if "plus" not in q else "math"}
+                                  for q, _, _ in facts + sums]),
+    }
+    files["pretrain"].write_text("\n\n".join(pretraining_text(facts, sums, rng, pretrain_repeats)) + "\n",
+                                 encoding="utf-8")
+    total = n_test + n_train
+    makers = {
+        "psc": (lambda: _psc_row(rng), lambda r: (r["extract_text"], r["summary_text"])),
+        "dyk": (lambda: _dyk_row(rng), lambda r: (r["question"], r["answer"])),
+        "8tags": (lambda: (lambda c: {"sentence": _title(rng, c), "label": list(TOPICS).index(c)})(
+            rng.choice(list(TOPICS))), lambda r: r["sentence"]),
+        "polemo2_in": (lambda: (lambda t: {"sentence": " ".join(rng.sample(SENTIMENT[t], 2)) + f" Ocena {rng.randint(1, 99)}.",
+                                           "target": t})(rng.choice(list(SENTIMENT))), lambda r: r["sentence"]),
+    }
+    for task, (make, key) in makers.items():
+        train, test = _split([make() for _ in range(total * 3)], key, n_test)
+        files[f"{task}_train"] = _jsonl(out / "klej" / f"{task}_train.jsonl", train[:n_train])
+        files[f"{task}_test"] = _jsonl(out / "klej" / f"{task}_test.jsonl", test)
+    pairs = [{"prompt": p, "chosen": c, "rejected": r} for p, c, r in STYLE]
+    files["style_pairs"] = _jsonl(out / "style" / "style_pairs_test.jsonl", pairs)
+    files["style_sft"] = _jsonl(out / "style" / "style_train.jsonl", [
+        {"messages": [{"role": "user", "content": p}, {"role": "assistant", "content": c}]}
+        for _ in range(6) for p, c, _ in STYLE])
+    return {k: str(v) for k, v in files.items()}
