@@ -122,15 +122,31 @@ def resolve_subject(subjects: list[Subject], ref: str, experiment: str) -> Subje
     raise SpecError(f"experiment {experiment!r}: no subject {ref!r} (see `slayer deltas {experiment}`)")
 
 
-def _latest_results(s, exp_id: int) -> dict[int, dict[str, list[GateResult]]]:
-    """subject pk → gate → results, newest first, one per fingerprint."""
-    q = (select(GateResult).join(Subject, GateResult.subject_pk == Subject.id)
+# Light columns of a gate result: enough to pick pairs and show values; the per-item vectors are
+# loaded only for pairs whose statistics are not cached yet.
+_LIGHT = (GateResult.id, GateResult.subject_pk, GateResult.gate, GateResult.axis, GateResult.primary_metric,
+          GateResult.higher_is_better, GateResult.tolerance_pp, GateResult.metrics, GateResult.n,
+          GateResult.fingerprint_hash)
+
+
+def _latest_results(s, exp_id: int) -> dict[int, dict[str, list]]:
+    """subject pk → gate → results (light rows), newest first, one per fingerprint."""
+    q = (select(*_LIGHT).join(Subject, GateResult.subject_pk == Subject.id)
          .where(Subject.experiment_id == exp_id).order_by(GateResult.created_ms.desc(), GateResult.id.desc()))
-    out: dict[int, dict[str, list[GateResult]]] = {}
-    for r in s.execute(q).scalars():
+    out: dict[int, dict[str, list]] = {}
+    for r in s.execute(q).all():
         per_gate = out.setdefault(r.subject_pk, {}).setdefault(r.gate, [])
         if all(x.fingerprint_hash != r.fingerprint_hash for x in per_gate):
             per_gate.append(r)
+    return out
+
+
+def _load(s, ids: set[int], *columns) -> dict[int, tuple]:
+    """id → the given columns, for many gate results (in chunks, to stay under bind-parameter limits)."""
+    out, ids = {}, sorted(ids)
+    for i in range(0, len(ids), 500):
+        for row in s.execute(select(GateResult.id, *columns).where(GateResult.id.in_(ids[i:i + 500]))).all():
+            out[row[0]] = tuple(row[1:])
     return out
 
 
@@ -142,12 +158,7 @@ def _latest_decisions(s, exp_id: int) -> dict[int, str]:
 
 # -- cells --------------------------------------------------------------------------------------------
 
-def _scale(*results: GateResult) -> float:
-    proportion = all(0 <= v <= 1 for r in results for v in r.outcomes)
-    return 100.0 if proportion else 1.0
-
-
-def _value(r: GateResult) -> float | None:
+def _value(r) -> float | None:
     v = r.metrics.get(r.primary_metric)
     return float(v) if isinstance(v, (int, float)) else None
 
@@ -157,21 +168,29 @@ def _fingerprint_diff(a: dict, b: dict) -> str:
     return ", ".join(f"{k} {b.get(k)!s}≠{a.get(k)!s}" for k in keys[:3]) + (" …" if len(keys) > 3 else "")
 
 
-_STATS_CACHE: dict[tuple, stats.PairedStats] = {}
+# (store url, base result id, candidate result id) → PairedStats, or a note why they cannot be paired.
+# Results are immutable once ingested, so the TUI can rebuild the table on every ingested event
+# without redoing a bootstrap.
+_STATS_CACHE: dict[tuple, stats.PairedStats | str] = {}
 
 
-def _paired(url: str, base: GateResult, cand: GateResult) -> stats.PairedStats:
-    """Per-pair statistics, cached by (store, row ids): results are immutable once ingested, so the TUI
-    can rebuild the table on every ingested event without redoing the bootstraps."""
-    key = (url, base.id, cand.id)
-    if key not in _STATS_CACHE:
-        f1 = "f1" in cand.primary_metric.lower() and bool(cand.preds) and bool(base.preds) and bool(cand.golds)
-        _STATS_CACHE[key] = stats.compare(base.outcomes, cand.outcomes, base.preds, cand.preds, cand.golds, f1=f1)
-    return _STATS_CACHE[key]
+def _pair_stats(primary: str, base: tuple, cand: tuple) -> stats.PairedStats | str:
+    (bo, bp, _), (co, cp, cg) = base, cand
+    if len(bo) != len(co) or not co:
+        return f"per-item outcomes differ in length ({len(bo)} vs {len(co)})"
+    f1 = "f1" in primary.lower() and bool(bp) and bool(cp) and bool(cg)
+    return stats.compare(bo, co, bp, cp, cg, f1=f1)
 
 
-def _cell(url: str, gate: str, axis: str, base_results: list[GateResult], results: list[GateResult],
-          is_base: bool) -> DeltaCell:
+def _pick(base_results: list, results: list):
+    """(base result, candidate result) with the same fingerprint, newest candidate first; else None."""
+    by_fp = {b.fingerprint_hash: b for b in base_results}
+    cand = next((r for r in results if r.fingerprint_hash in by_fp), None)
+    return (by_fp[cand.fingerprint_hash], cand) if cand is not None else None
+
+
+def _cell(url: str, gate: str, axis: str, base_results: list, results: list, is_base: bool,
+          fingerprints: dict[int, tuple]) -> DeltaCell:
     ref = (results or base_results or [None])[0]
     common = dict(gate=gate, axis=axis)
     if ref is None:
@@ -191,19 +210,18 @@ def _cell(url: str, gate: str, axis: str, base_results: list[GateResult], result
     if not base_results:
         return DeltaCell(**common, base_value=None, value=_value(ref), delta_pp=None, n=ref.n, verdict="NA",
                          note="no result for the base", fingerprint_hash=ref.fingerprint_hash)
-    by_fp = {b.fingerprint_hash: b for b in base_results}
-    cand = next((r for r in results if r.fingerprint_hash in by_fp), None)
-    if cand is None:
+    pair = _pick(base_results, results)
+    if pair is None:
         return DeltaCell(**common, base_value=base_value, value=_value(ref), delta_pp=None, n=ref.n,
                          verdict="MISMATCH", fingerprint_hash=ref.fingerprint_hash,
                          note="fingerprint differs from the base: "
-                              + _fingerprint_diff(base_results[0].fingerprint, ref.fingerprint))
-    base = by_fp[cand.fingerprint_hash]
-    if len(base.outcomes) != len(cand.outcomes) or not cand.outcomes:
+                              + _fingerprint_diff(fingerprints[base_results[0].id][0], fingerprints[ref.id][0]))
+    base, cand = pair
+    st = _STATS_CACHE[(url, base.id, cand.id)]
+    if isinstance(st, str):
         return DeltaCell(**common, base_value=_value(base), value=_value(cand), delta_pp=None, n=cand.n,
-                         verdict="MISMATCH", fingerprint_hash=cand.fingerprint_hash,
-                         note=f"per-item outcomes differ in length ({len(base.outcomes)} vs {len(cand.outcomes)})")
-    st, k = _paired(url, base, cand), _scale(base, cand)
+                         verdict="MISMATCH", fingerprint_hash=cand.fingerprint_hash, note=st)
+    k = 100.0 if st.proportion else 1.0
     common.update(ci_low_pp=st.ci_low * k, ci_high_pp=st.ci_high * k, p_value=st.p_value,
                   detectable_pp=st.detectable * k)
     delta_pp = st.delta * k
@@ -212,14 +230,38 @@ def _cell(url: str, gate: str, axis: str, base_results: list[GateResult], result
                      method=st.method, fingerprint_hash=cand.fingerprint_hash)
 
 
+def _fill_stats(s, url: str, pairs: list[tuple]) -> None:
+    """Compute (and cache) the statistics of every (base, candidate) pair not cached yet."""
+    todo = [(b, c) for b, c in pairs if (url, b.id, c.id) not in _STATS_CACHE]
+    if not todo:
+        return
+    vectors = _load(s, {r.id for pair in todo for r in pair}, GateResult.outcomes, GateResult.preds, GateResult.golds)
+    for b, c in todo:
+        _STATS_CACHE[(url, b.id, c.id)] = _pair_stats(c.primary_metric, vectors[b.id], vectors[c.id])
+
+
 # -- scoring --------------------------------------------------------------------------------------
+
+def _replace(obj, **changes):
+    """dataclasses.replace without re-running __init__ (rescore does this for thousands of cells)."""
+    new = object.__new__(type(obj))
+    new.__dict__.update(obj.__dict__, **changes)
+    return new
+
 
 def _rescore_cell(c: DeltaCell, tolerance_pp: float | None) -> DeltaCell:
     tol = c.gate_tolerance_pp if tolerance_pp is None else tolerance_pp
-    if c.verdict not in COMPARED:
-        return c if c.tolerance_pp == tol else dataclasses.replace(c, tolerance_pp=tol)
-    v = stats.verdict(c.delta_pp, c.p_value, tol, c.higher_is_better)
-    return c if (v, tol) == (c.verdict, c.tolerance_pp) else dataclasses.replace(c, verdict=v, tolerance_pp=tol)
+    v = stats.verdict(c.delta_pp, c.p_value, tol, c.higher_is_better) if c.verdict in COMPARED else c.verdict
+    return c if (v, tol) == (c.verdict, c.tolerance_pp) else _replace(c, verdict=v, tolerance_pp=tol)
+
+
+def _row_verdict(cells: dict[str, DeltaCell]) -> str:
+    verdict = max((c.verdict for c in cells.values()), key=VERDICT_RANK.__getitem__, default="NA")
+    return verdict if verdict in COMPARED or verdict == "MISMATCH" else "NA"
+
+
+def _score(style_gain: float | None, worst: float | None, lam: float) -> float:
+    return (style_gain or 0.0) - lam * max(0.0, worst or 0.0)
 
 
 def _score_row(row: DeltaRow, cells: dict[str, DeltaCell], lam: float) -> DeltaRow:
@@ -228,25 +270,28 @@ def _score_row(row: DeltaRow, cells: dict[str, DeltaCell], lam: float) -> DeltaR
     drops = [-c.gain_pp for c in compared if c.axis in GENERAL_AXES]
     style_gain = sum(style) / len(style) if style else None
     worst = max(drops) if drops else None
-    score = (style_gain or 0.0) - lam * max(0.0, worst or 0.0) if compared else None
-    verdict = max((c.verdict for c in cells.values()), key=VERDICT_RANK.__getitem__, default="NA")
-    if verdict not in COMPARED and verdict != "MISMATCH":
-        verdict = "NA"
-    return dataclasses.replace(row, cells=cells, style_gain_pp=style_gain, worst_regression_pp=worst,
-                               score=score, verdict=verdict)
+    return _replace(row, cells=cells, style_gain_pp=style_gain, worst_regression_pp=worst,
+                    score=_score(style_gain, worst, lam) if compared else None, verdict=_row_verdict(cells))
 
 
 def rescore(table: DeltaTable, lam: float = 1.0, tolerance_pp: float | None = None) -> DeltaTable:
-    """Re-rank for another λ / tolerance without touching the database: verdicts are recomputed from
-    the stored per-cell estimates and p-values (the bootstraps are not redone), then scores."""
+    """Re-rank for another λ / tolerance without touching the database or redoing any bootstrap.
+
+    Style gain and worst regression do not depend on the tolerance, so a new λ only recomputes the
+    scores (O(rows)); a new tolerance recomputes the verdicts from the stored estimates and p-values."""
     rows = []
     for row in table.rows:
         if row.verdict == "BASE":
             rows.append(row)
-            continue
-        cells = {g: _rescore_cell(c, tolerance_pp) for g, c in row.cells.items()}
-        rows.append(_score_row(row, cells, lam))
-    return dataclasses.replace(table, rows=rows, lam=lam, tolerance_pp=tolerance_pp)
+        elif tolerance_pp == table.tolerance_pp:
+            score = None if row.score is None else _score(row.style_gain_pp, row.worst_regression_pp, lam)
+            rows.append(_replace(row, score=score))
+        else:
+            cells = {g: _rescore_cell(c, tolerance_pp) for g, c in row.cells.items()}
+            rows.append(_replace(row, cells=cells, verdict=_row_verdict(cells),
+                                 score=None if row.score is None else _score(row.style_gain_pp,
+                                                                             row.worst_regression_pp, lam)))
+    return _replace(table, rows=rows, lam=lam, tolerance_pp=tolerance_pp)
 
 
 def delta_table(store: Store, experiment: str, base: str | None = None, reference: str | None = None,
@@ -256,37 +301,49 @@ def delta_table(store: Store, experiment: str, base: str | None = None, referenc
     The base is `base` (id, prefix or name), else the experiment's base_subject, else its subject of
     kind "base". `reference` compares against that subject instead (the card's "vs references").
     Only results whose fingerprints match are compared; the newest result per (subject, gate,
-    fingerprint) is used. Rows are in creation order (base first); use `best`/`pareto_frontier` to rank."""
+    fingerprint) is used. Rows are in creation order (the compared-with subject first); rank them
+    with `ranked`, `best` and `pareto_frontier`."""
     with store.session() as s:
         exp = get_experiment(s, experiment)
         subjects = list(s.execute(select(Subject).where(Subject.experiment_id == exp.id)
                                   .order_by(Subject.created_ms, Subject.id)).scalars())
         results = _latest_results(s, exp.id)
         decisions = _latest_decisions(s, exp.id)
-    against = "reference" if reference else "base"
-    comparator = None
-    if reference or base:
-        comparator = resolve_subject(subjects, reference or base, experiment)
-    elif exp.base_subject:
-        comparator = next((x for x in subjects if x.subject_id == exp.base_subject), None)
-    if comparator is None:
-        comparator = next((x for x in subjects if x.kind == "base"), None)
+        comparator = None
+        if reference or base:
+            comparator = resolve_subject(subjects, reference or base, experiment)
+        elif exp.base_subject:
+            comparator = next((x for x in subjects if x.subject_id == exp.base_subject), None)
+        if comparator is None:
+            comparator = next((x for x in subjects if x.kind == "base"), None)
+        base_results = results.get(comparator.id, {}) if comparator else {}
+        pairs, unmatched = [], set()
+        for pk, per_gate in results.items():
+            for gate, rs in per_gate.items():
+                if pk == getattr(comparator, "id", None) or not base_results.get(gate):
+                    continue
+                pair = _pick(base_results[gate], rs)
+                if pair:
+                    pairs.append(pair)
+                else:
+                    unmatched |= {base_results[gate][0].id, rs[0].id}
+        _fill_stats(s, store.url, pairs)
+        fingerprints = _load(s, unmatched, GateResult.fingerprint) if unmatched else {}
     gate_axis = {r.gate: r.axis for per in results.values() for rs in per.values() for r in rs}
     gates = sorted(gate_axis.items(), key=lambda ga: (AXIS_ORDER.index(ga[1]) if ga[1] in AXIS_ORDER
                                                       else len(AXIS_ORDER), ga[1], ga[0]))
-    base_results = results.get(comparator.id, {}) if comparator else {}
     rows = []
-    ordered = ([comparator] if comparator else []) + [x for x in subjects if x is not comparator]
-    for subj in ordered:
+    for subj in ([comparator] if comparator else []) + [x for x in subjects if x is not comparator]:
         is_base = subj is comparator
-        cells = {g: _cell(store.url, g, a, base_results.get(g, []), results.get(subj.id, {}).get(g, []), is_base)
-                 for g, a in gates}
+        cells = {g: _cell(store.url, g, a, base_results.get(g, []), results.get(subj.id, {}).get(g, []), is_base,
+                          fingerprints) for g, a in gates}
         if comparator is None:
-            cells = {g: dataclasses.replace(c, verdict="NA", note="no base subject") for g, c in cells.items()}
+            cells = {g: _replace(c, verdict="NA", note="no base subject") for g, c in cells.items()}
         row = DeltaRow(subj.subject_id, subj.name, subj.kind, subj.step, cells, None, None, None,
                        "BASE" if is_base else "NA", decisions.get(subj.id))
         rows.append(row if is_base else _score_row(row, cells, lam))
-    table = DeltaTable(experiment, comparator.subject_id if comparator else None, gates, rows, lam, None, against)
+    table = DeltaTable(experiment, comparator.subject_id if comparator else None, gates, rows, lam, None,
+                       "reference" if reference else "base")
     return rescore(table, lam, tolerance_pp) if tolerance_pp is not None else table
 
 
@@ -296,11 +353,21 @@ def _candidates(table: DeltaTable) -> list[DeltaRow]:
 
 def pareto_frontier(table: DeltaTable) -> list[DeltaRow]:
     """Rows no other row beats on both style gain (higher) and worst general regression (lower),
-    sorted by style gain, highest first. A missing style gain counts as 0, a missing regression as 0."""
-    pts = [(r, r.style_gain_pp or 0.0, r.worst_regression_pp or 0.0) for r in _candidates(table)]
-    front = [r for r, g, w in pts
-             if not any(g2 >= g and w2 <= w and (g2 > g or w2 < w) for _, g2, w2 in pts)]
-    return sorted(front, key=lambda r: -(r.style_gain_pp or 0.0))
+    sorted by style gain, highest first. A missing style gain or regression counts as 0.
+
+    One sweep in order of falling gain: a row is on the frontier when its regression is below every
+    regression of a row with more gain, and the lowest among rows with the same gain."""
+    pts = sorted(((r.style_gain_pp or 0.0, r.worst_regression_pp or 0.0, r) for r in _candidates(table)),
+                 key=lambda p: (-p[0], p[1]))
+    front, below, i = [], float("inf"), 0
+    while i < len(pts):
+        j = i
+        while j < len(pts) and pts[j][0] == pts[i][0]:
+            j += 1
+        lowest = pts[i][1]
+        front += [r for _, w, r in pts[i:j] if w == lowest and w < below]
+        below, i = min(below, lowest), j
+    return front
 
 
 def ranked(table: DeltaTable) -> list[DeltaRow]:

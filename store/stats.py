@@ -31,6 +31,7 @@ class PairedStats:
     n: int
     method: str  # "mcnemar" | "bootstrap" | "bootstrap-f1"
     discordant: tuple[int, int] | None = None  # (base right & candidate wrong, base wrong & candidate right)
+    proportion: bool = True  # every outcome lies in [0, 1]: the metric is a proportion (report in pp)
 
 
 def _z(q: float) -> float:
@@ -50,19 +51,30 @@ def _bootstrap_p(boot: np.ndarray) -> float:
 
 def _type_counts(*columns) -> tuple[np.ndarray, np.ndarray]:
     """Distinct item types (rows of the stacked columns) and how many items have each."""
+    if len(columns) == 1:
+        values, counts = np.unique(np.asarray(columns[0], dtype=float), return_counts=True)
+        return values[:, None], counts
     stacked = np.column_stack([np.asarray(c, dtype=float) for c in columns])
-    types, counts = np.unique(stacked, axis=0, return_counts=True)
-    return types, counts
+    return np.unique(stacked, axis=0, return_counts=True)
 
 
 def _resample_counts(counts: np.ndarray, B: int, seed: int) -> np.ndarray:
     """B bootstrap resamples of the n items, as counts per item type (B × types).
 
-    Drawing n items with replacement and tallying them by type is a multinomial draw over the
-    types with probabilities count/n, so this is the ordinary paired item bootstrap at O(B · types)
-    cost instead of O(B · n)."""
-    n = int(counts.sum())
-    return np.random.default_rng(seed).multinomial(n, counts / n, size=B)
+    Drawing n items with replacement and tallying them by type is a multinomial draw over the types
+    with probabilities count/n, so this is the ordinary paired item bootstrap. The multinomial is drawn
+    as a chain of vectorised conditional binomials (type j gets Bin(items left, count_j / count left)),
+    which costs O(B · types) instead of O(B · n)."""
+    rng = np.random.default_rng(seed)
+    out = np.empty((B, len(counts)), dtype=np.int64)
+    left = np.full(B, int(counts.sum()), dtype=np.int64)
+    remaining = int(counts.sum())
+    for j, c in enumerate(counts[:-1]):
+        out[:, j] = rng.binomial(left, min(1.0, int(c) / remaining)) if remaining else 0
+        left -= out[:, j]
+        remaining -= int(c)
+    out[:, -1] = left
+    return out
 
 
 def paired_bootstrap(base: list[float], cand: list[float], B: int = B_DEFAULT, seed: int = SEED,
@@ -139,26 +151,29 @@ def detectable_drop(se: float, alpha: float = ALPHA, power: float = POWER) -> fl
     return (_z(1 - alpha / 2) + _z(power)) * se
 
 
-def is_binary(values) -> bool:
-    return all(v in (0, 1) for v in values)
+def is_binary(values: np.ndarray) -> bool:
+    return bool(((values == 0) | (values == 1)).all())
 
 
-def compare(base: list[float], cand: list[float], base_preds: list[int] | None = None,
-            cand_preds: list[int] | None = None, golds: list[int] | None = None, f1: bool = False,
-            B: int = B_DEFAULT, seed: int = SEED) -> PairedStats:
+def compare(base, cand, base_preds: list[int] | None = None, cand_preds: list[int] | None = None,
+            golds: list[int] | None = None, f1: bool = False, B: int = B_DEFAULT, seed: int = SEED) -> PairedStats:
     """The paired comparison of two subjects on the same items, choosing the method by the data:
     F1 → bootstrap over (pred, pred, gold); 0/1 outcomes → bootstrap CI + McNemar mid-p;
     other scores → bootstrap CI and bootstrap p. Lengths must match (same fingerprint ⇒ same items)."""
+    base, cand = np.asarray(base, dtype=float), np.asarray(cand, dtype=float)
     n = len(base)
+    proportion = bool(((base >= 0) & (base <= 1) & (cand >= 0) & (cand <= 1)).all())
     if f1 and base_preds is not None and cand_preds is not None and golds is not None:
         delta, lo, hi, se, p = paired_bootstrap_f1(base_preds, cand_preds, golds, B, seed)
-        return PairedStats(delta, lo, hi, p, se, min(1.0, detectable_drop(se)), len(golds), "bootstrap-f1")
+        return PairedStats(delta, lo, hi, p, se, min(1.0, detectable_drop(se)), len(golds), "bootstrap-f1",
+                           proportion=True)
     delta, lo, hi, se, p = paired_bootstrap(base, cand, B, seed)
     if is_binary(base) and is_binary(cand):
-        b = sum(1 for x, y in zip(base, cand) if x == 1 and y == 0)
-        c = sum(1 for x, y in zip(base, cand) if x == 0 and y == 1)
-        return PairedStats(delta, lo, hi, mcnemar(b, c)[1], se, detectable_drop_binary(b, c, n), n, "mcnemar", (b, c))
-    return PairedStats(delta, lo, hi, p, se, detectable_drop(se), n, "bootstrap")
+        b = int(((base == 1) & (cand == 0)).sum())
+        c = int(((base == 0) & (cand == 1)).sum())
+        return PairedStats(delta, lo, hi, mcnemar(b, c)[1], se, detectable_drop_binary(b, c, n), n, "mcnemar",
+                           (b, c), True)
+    return PairedStats(delta, lo, hi, p, se, detectable_drop(se), n, "bootstrap", proportion=proportion)
 
 
 def verdict(delta_pp: float, p_value: float, tolerance_pp: float, higher_is_better: bool = True,

@@ -1,0 +1,120 @@
+"""The model card renders from a store filled by ingest, its front matter round-trips; the CLI's exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from deltas_fixtures import flips, gate_event, ingest_events, subject
+
+from store import Store
+from store.card import front_matter, render_card
+from store.decisions import decide
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE, REF = subject("Qwen-base", "base"), subject("bielik", "reference")
+CKPT = subject("ckpt-1600", "checkpoint", adapter="outputs/ckpt-1600")
+MERGE = subject("ckpt-1600 x0.5", "merge", adapter="outputs/ckpt-1600", scale=0.5,
+                merge={"method": "dare_ties", "density": 0.3, "seed": 7})
+
+
+def _fill(store, tmp_path: Path) -> None:
+    """A small experiment: a training run with job.toml and a data report, gates, a GGUF export."""
+    train_dir = tmp_path / "run-train"
+    (train_dir / "outputs").mkdir(parents=True)
+    (train_dir / "job.toml").write_text('kind = "train.sft"\nexperiment = "pl"\nlr = 0.0002\nrank = 16\n')
+    (train_dir / "outputs" / "mix.json").write_text(json.dumps({"style": 0.6, "replay": 0.4, "rows": 1200}))
+    (train_dir / "outputs" / "guard.json").write_text(json.dumps({"overlaps": 0, "checked": ["gsm8k"]}))
+    ingest_events(store, "run-train", "pl", [
+        {"type": "artifact", "path": "outputs/mix.json", "kind": "data_report", "sha256": "ab" * 32, "bytes": 50},
+        {"type": "artifact", "path": "outputs/guard.json", "kind": "guard_report", "sha256": "cd" * 32, "bytes": 40},
+        {"type": "checkpoint", "step": 1600, "path": "outputs/ckpt-1600", "subject": CKPT},
+        {"type": "metric", "key": "cost_usd", "step": 1600, "value": 3.5}], kind="train.sft", run_dir=str(train_dir))
+    gsm_b, gsm_c = flips(100, 80, 2, 3)
+    style_b, style_c = flips(100, 40, 0, 15)
+    ev = []
+    for subj, gsm, style in ((BASE, gsm_b, style_b), (REF, gsm_b, flips(100, 40, 0, 5)[1]), (CKPT, gsm_c, style_c),
+                             (MERGE, gsm_b, flips(100, 40, 0, 8)[1])):
+        ev += [gate_event(subj, "gsm8k", "math", gsm), gate_event(subj, "pref", "pl_style", style)]
+    ingest_events(store, "run-gates", "pl", ev)
+    ingest_events(store, "run-export", "pl", [
+        {"type": "artifact", "path": "outputs/m-Q8_0.gguf", "kind": "gguf", "sha256": "ef" * 32, "bytes": 3 * 2**20,
+         "quant": "Q8_0", "kl": 0.0004, "top1": 0.991}], kind="export.gguf")
+
+
+@pytest.fixture
+def store(store_url, tmp_path):
+    s = Store.open(store_url)
+    _fill(s, tmp_path)
+    yield s
+    s.close()
+
+
+def test_card_renders_from_the_store_and_its_front_matter_round_trips(store):
+    decide(store, "ckpt-1600", "accept", "best style gain, no general regression", actor="ana@gb10")
+    card = render_card(store, "pl")
+    fm = front_matter(card)
+    assert yaml.safe_load(yaml.safe_dump(fm)) == fm
+    assert fm["base_model"] == "tiny"
+    (entry,) = fm["model-index"]
+    assert entry["name"] == "ckpt-1600"  # the accepted subject
+    values = {r["dataset"]["name"]: r["metrics"][0]["value"] for r in entry["results"]}
+    assert values == {"pref": 0.55, "gsm8k": 0.81}
+    for text in ("### vs the base", "### vs bielik (reference)", "#### Style", "#### Math", "+15.0",
+                 'lr = 0.0002', '"replay": 0.4', '"overlaps": 0', "m-Q8_0.gguf", "3.0 MiB", "0.0004", "0.991",
+                 "ana@gb10", "best style gain", "cost_usd", "## Fingerprints"):
+        assert text in card, text
+
+
+def test_card_of_a_merge_shows_its_recipe_and_its_adapters_training_run(store):
+    card = render_card(store, "pl", subject="ckpt-1600 x0.5")
+    assert "## Merge recipe" in card and "dare_ties" in card and "| adapter scale | 0.5 |" in card
+    assert "From run `run-train`" in card and front_matter(card)["model-index"][0]["name"] == "ckpt-1600 x0.5"
+
+
+def slayer(*args, home: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "SLAYER_HOME": str(home), "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "slayer_console", *args], capture_output=True, text=True,
+                          env=env, cwd=ROOT, timeout=120)
+
+
+def test_cli_deltas_select_decide_card(home, tmp_path):
+    store = Store.open(f"sqlite:///{home / 'slayer.db'}")
+    _fill(store, tmp_path)
+    bad = subject("ckpt-2400", "checkpoint", adapter="outputs/ckpt-2400")
+    ingest_events(store, "run-gates-2", "pl", [gate_event(bad, "gsm8k", "math", flips(100, 80, 20, 0)[1]),
+                                               gate_event(bad, "pref", "pl_style", flips(100, 40, 0, 30)[1])])
+    store.close()
+    out = slayer("deltas", "pl", "--format", "json", home=home)
+    assert out.returncode == 0, out.stderr
+    table = json.loads(out.stdout)
+    assert [r["name"] for r in table["rows"]][0] == "Qwen-base"
+    assert slayer("deltas", "pl", "--format", "markdown", home=home).stdout.startswith("| subject |")
+    assert "ckpt-2400" in slayer("deltas", "pl", home=home).stdout
+    picked = json.loads(slayer("select", "pl", "--format", "json", home=home).stdout)
+    assert picked["best"] == CKPT["id"] and picked["ranked"][-1]["verdict"] == "FAIL"
+    assert "★ ckpt-1600" in slayer("select", "pl", "--lambda", "2", home=home).stdout
+
+    refused = slayer("decide", "ckpt-2400", "accept", "--reason", "more style", home=home)
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
+    assert "--override" in refused.stderr
+    ok = slayer("decide", "ckpt-2400", "accept", "--override", "--reason", "override: gsm8k judged noise", home=home)
+    assert ok.returncode == 0 and "(override)" in ok.stdout, ok.stderr
+
+    card_path = tmp_path / "cards" / "CARD.md"
+    made = slayer("card", "pl", "--out", str(card_path), home=home)
+    assert made.returncode == 0, made.stderr
+    text = card_path.read_text()
+    assert front_matter(text)["model-index"][0]["name"] == "ckpt-2400" and "(override)" in text
+    assert [p.name for p in card_path.parent.iterdir()] == ["CARD.md"]  # no temp file left behind
+
+    for args, message in ((["deltas", "nope"], "no such experiment"),
+                          (["card", "pl", "--subject", "zzz", "--out", str(tmp_path / "x.md")], "no subject 'zzz'")):
+        proc = slayer(*args, home=home)
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    assert not (tmp_path / "x.md").exists()
