@@ -40,7 +40,8 @@ def project_root() -> Path:
     return Path(__file__).resolve().parents[1]
 
 
-def _source_files(root: Path) -> list[Path]:
+def source_files(root: Path) -> list[Path]:
+    """The files a wheel is built from: pyproject.toml and the packages (no caches)."""
     files = [root / "pyproject.toml"]
     for package in PACKAGES:
         files += [p for p in sorted((root / package).rglob("*"))
@@ -52,7 +53,7 @@ def source_digest(root: Path | None = None) -> str:
     """What the wheel would contain, hashed: the same digest means the box already has these sources."""
     root = root or project_root()
     h = hashlib.sha256()
-    for path in _source_files(root):
+    for path in source_files(root):
         h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()[:16]
 
@@ -65,7 +66,7 @@ def build_wheel(out_dir: Path, root: Path | None = None) -> Path:
                        f"give the box a python that already has the engine (`slayer boxes add --python`)")
     src = Path(tempfile.mkdtemp(prefix="slayer-src-"))
     try:
-        for path in _source_files(root):
+        for path in source_files(root):
             dst = src / path.relative_to(root)
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, dst)
@@ -112,10 +113,11 @@ async def _has_python(conn, box: Box, python: str) -> None:
 
 
 async def bootstrap_box(home, box_name: str, *, wheel: bool = False, base_python: str = "python3",
-                        extras: str = "ml") -> BootstrapReport:
+                        extras: str = "ml", source: Path | None = None) -> BootstrapReport:
     """Make `box_name` run the engine. With a configured python that imports the engine, nothing is
     installed unless `wheel`; without one, a venv (`--system-site-packages`, so a CUDA torch on the box
-    is reused) is made in the workdir from `base_python` and recorded as the box's python."""
+    is reused) is made in the workdir from `base_python` and recorded as the box's python. `source`: the
+    project tree to build the wheel from (default: the one this code runs from)."""
     box = get_box(home, box_name)
     async with connect_box(box, home) as conn:
         if box.python and not wheel:
@@ -138,7 +140,7 @@ async def bootstrap_box(home, box_name: str, *, wheel: bool = False, base_python
                               timeout=300, what=f"creating a venv with {base_python}")
             box = box.model_copy(update={"python": f"{venv}/bin/python"})
             put_box(home, box)
-        digest = source_digest()
+        digest = source_digest(source)
         marker = f"{workdir}/wheels/installed-{hashlib.sha256(box.python.encode()).hexdigest()[:12]}"
         installed = (await run_command(conn, box, f"cat {shlex.quote(marker)} 2>/dev/null || true")).strip()
         if installed == digest:
@@ -149,7 +151,7 @@ async def bootstrap_box(home, box_name: str, *, wheel: bool = False, base_python
             except BoxError:
                 pass  # the marker says installed but the engine is gone: install again
         with tempfile.TemporaryDirectory(prefix="slayer-wheel-") as tmp:
-            local = await asyncio.to_thread(build_wheel, Path(tmp))
+            local = await asyncio.to_thread(build_wheel, Path(tmp), source)
             remote = f"{workdir}/wheels/{local.name}"
             async with conn.start_sftp_client() as sftp:
                 await sftp.makedirs(f"{workdir}/wheels", exist_ok=True)

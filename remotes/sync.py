@@ -116,7 +116,7 @@ async def sync_run(home, store, run_id: str, *, heavy: bool = False, paths: tupl
                         continue
                     part = local.with_name(local.name + ".part")
                     start = part.stat().st_size if part.exists() and part.stat().st_size <= size else 0
-                if start == size and rel in GROWING:
+                if start == size and rel in GROWING and local.exists():
                     report.up_to_date.append(rel)
                     continue
                 report.bytes += await _pull(sftp, f"{run.run_dir}/{rel}", local, size, sha, start,

@@ -167,15 +167,17 @@ def offers_cmd(gpu: str | None, num_gpus: int | None, max_price: float | None, l
 @click.option("--disk", "disk_gb", type=float, default=64, show_default=True, help="GB")
 @click.option("--workdir", default="/workspace/slayer", show_default=True)
 @click.option("--python", default=None, help="python on the box that has the engine (default: bootstrap a venv)")
+@click.option("--env", "env", multiple=True, metavar="KEY=VALUE", help="environment for jobs on the box")
 @click.option("--no-bootstrap", is_flag=True)
 @ACCEPT
 def rent_cmd(name: str, offer_id: int, key: str, image: str, disk_gb: float, workdir: str, python: str | None,
-             no_bootstrap: bool, accept: str | None) -> None:
+             env: tuple[str, ...], no_bootstrap: bool, accept: str | None) -> None:
     """Rent an offer, wait for SSH, register it as box NAME and bootstrap it."""
     from remotes.vast import rent_box
 
     box = asyncio.run(rent_box(settings().home, name, offer_id, key_path=key, image=image, disk_gb=disk_gb,
-                               workdir=workdir, python=python, confirm=ask_host_key, accept_fingerprint=accept,
+                               workdir=workdir, python=python, env=_env(env), confirm=ask_host_key,
+                               accept_fingerprint=accept,
                                bootstrap=not no_bootstrap, on_state=lambda m: click.echo(m, err=True)))
     click.echo(f"box {name} ready ({box.address}, {box.vast.gpu}, ${box.vast.dph_total:.3f}/h)")
 
