@@ -14,7 +14,7 @@ their tolerance is read in those units.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlalchemy import select
 
@@ -176,7 +176,9 @@ _STATS_CACHE: dict[tuple, stats.PairedStats | str] = {}
 
 def _pair_stats(primary: str, base: tuple, cand: tuple) -> stats.PairedStats | str:
     (bo, bp, _), (co, cp, cg) = base, cand
-    if len(bo) != len(co) or not co:
+    if not bo or not co:
+        return "no per-item outcomes to pair (aggregates only)"
+    if len(bo) != len(co):
         return f"per-item outcomes differ in length ({len(bo)} vs {len(co)})"
     f1 = "f1" in primary.lower() and bool(bp) and bool(cp) and bool(cg)
     return stats.compare(bo, co, bp, cp, cg, f1=f1)
