@@ -1,0 +1,116 @@
+"""The live side of the console, run from worker threads: one poll pass (ingest local running runs, a
+change stamp of the store) and a cache of computed delta tables keyed on what they depend on.
+The store's imports happen inside the functions, so importing this costs the first paint nothing."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+ACTIVE = ("queued", "running")
+
+
+class Stamp(NamedTuple):
+    """Counts that grow whenever something the console shows changes."""
+
+    runs: int
+    events: int
+    decisions: int
+    subjects: int
+    experiments: int
+    gate_results: int
+    boxes_mtime: float
+
+
+def read_stamp(store, home: Path) -> Stamp:
+    from sqlalchemy import func, select
+
+    from store.models import Decision, Experiment, GateResult, Run, RunCursor, Subject
+
+    def count(table):
+        return select(func.count()).select_from(table).scalar_subquery()
+
+    q = select(count(Run), select(func.coalesce(func.sum(RunCursor.seq), 0)).scalar_subquery(), count(Decision),
+               count(Subject), count(Experiment), select(func.coalesce(func.max(GateResult.id), 0)).scalar_subquery())
+    with store.session() as s:
+        row = s.execute(q).one()
+    boxes = Path(home) / "boxes.toml"
+    return Stamp(*row, boxes.stat().st_mtime if boxes.exists() else 0.0)
+
+
+@dataclass
+class PollResult:
+    stamp: Stamp
+    remote_active: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+class Poller:
+    """One pass per call: ingest what local running runs wrote since the last pass, list remote
+    running runs (the app follows them over SSH), read the change stamp."""
+
+    def __init__(self, store, home: Path):
+        self.store, self.home = store, Path(home)
+        self._reported: set[str] = set()  # runs whose ingest error was shown once already
+
+    def poll(self) -> PollResult:
+        from sqlalchemy import select
+
+        from engine.errors import SpecError
+        from store.ingest import ingest_run_dir
+        from store.models import Run
+
+        with self.store.session() as s:
+            active = s.execute(select(Run.id, Run.box, Run.run_dir).where(Run.status.in_(ACTIVE))).all()
+        problems, remote = [], []
+        for run_id, box, run_dir in active:
+            if box != "local":
+                remote.append(run_id)
+                continue
+            if not run_dir or not (Path(run_dir) / "events.jsonl").is_file():
+                continue
+            try:
+                ingest_run_dir(self.store, run_dir)
+            except SpecError as e:
+                if run_id not in self._reported:
+                    self._reported.add(run_id)
+                    problems.append(str(e))
+        return PollResult(read_stamp(self.store, self.home), remote, problems)
+
+
+class DeltaCache:
+    """The last delta table per experiment, recomputed only when gate results, subjects or decisions
+    changed; λ and tolerance changes go through the cheap `rescore`."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._tables: dict[str, tuple[tuple, object]] = {}
+
+    def table(self, store, experiment: str, stamp: Stamp | None):
+        from store.deltas import delta_table
+
+        key = (stamp.gate_results, stamp.subjects, stamp.decisions) if stamp else None
+        with self._lock:
+            hit = self._tables.get(experiment)
+            if hit is not None and key is not None and hit[0] == key:
+                return hit[1]
+            table = delta_table(store, experiment)
+            self._tables[experiment] = (key, table)
+            return table
+
+    def scored(self, store, experiment: str, stamp: Stamp | None, lam: float, tolerance: float | None):
+        """(the table re-scored under λ and tolerance, the best subject's id or None)."""
+        from store.deltas import best, rescore
+
+        table = rescore(self.table(store, experiment, stamp), lam, tolerance)
+        top = best(table)
+        return table, top.subject_id if top else None
+
+
+def default_experiment(store) -> str | None:
+    """The newest experiment that has subjects (what the console opens on)."""
+    from slayer_console.reads import experiment_summaries
+
+    return next((e.name for e in experiment_summaries(store) if e.subjects), None)

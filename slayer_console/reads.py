@@ -1,0 +1,82 @@
+"""What the console reads from the store besides store.queries: experiment summaries, subjects and recent
+decisions. Plain functions, called from worker threads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import case, func, select
+
+from store.models import Decision, Experiment, Run, Subject
+
+from slayer_console.live import ACTIVE
+
+
+@dataclass
+class ExperimentSummary:
+    name: str
+    runs: int
+    active: int
+    subjects: int
+    decisions: int
+
+
+def experiment_summaries(store) -> list[ExperimentSummary]:
+    """Every experiment, newest first, with run / subject / decision counts."""
+    runs = (select(Run.experiment_id, func.count().label("n"),
+                   func.sum(case((Run.status.in_(ACTIVE), 1), else_=0)).label("active"))
+            .group_by(Run.experiment_id).subquery())
+    subjects = select(Subject.experiment_id, func.count().label("n")).group_by(Subject.experiment_id).subquery()
+    decisions = (select(Subject.experiment_id, func.count().label("n"))
+                 .join(Decision, Decision.subject_pk == Subject.id).group_by(Subject.experiment_id).subquery())
+    q = (select(Experiment.name, runs.c.n, runs.c.active, subjects.c.n, decisions.c.n)
+         .outerjoin(runs, runs.c.experiment_id == Experiment.id)
+         .outerjoin(subjects, subjects.c.experiment_id == Experiment.id)
+         .outerjoin(decisions, decisions.c.experiment_id == Experiment.id)
+         .order_by(Experiment.created_ms.desc(), Experiment.id.desc()))
+    with store.session() as s:
+        return [ExperimentSummary(name, r or 0, a or 0, sj or 0, d or 0) for name, r, a, sj, d in s.execute(q).all()]
+
+
+@dataclass
+class SubjectView:
+    subject_id: str
+    name: str
+    kind: str
+    step: int | None
+    run_id: str | None
+    experiment: str
+    recipe: dict
+
+
+def list_subjects(store, experiment: str | None = None) -> list[SubjectView]:
+    """Subjects of one experiment (all when None), base first, then by kind and step."""
+    order = {"base": 0, "reference": 1, "checkpoint": 2, "merge": 3, "quant": 4}
+    q = select(Subject, Experiment.name).join(Experiment, Subject.experiment_id == Experiment.id)
+    if experiment:
+        q = q.where(Experiment.name == experiment)
+    with store.session() as s:
+        rows = [SubjectView(sj.subject_id, sj.name, sj.kind, sj.step, sj.run_id, exp, sj.recipe)
+                for sj, exp in s.execute(q).all()]
+    return sorted(rows, key=lambda v: (v.experiment, order.get(v.kind, 9), v.step or 0, v.name))
+
+
+@dataclass
+class DecisionView:
+    experiment: str
+    subject: str
+    verdict: str
+    reason: str
+    actor: str
+    override: bool
+    created_ms: int
+
+
+def recent_decisions(store, limit: int = 10) -> list[DecisionView]:
+    q = (select(Decision, Subject.name, Experiment.name)
+         .join(Subject, Decision.subject_pk == Subject.id)
+         .join(Experiment, Subject.experiment_id == Experiment.id)
+         .order_by(Decision.created_ms.desc(), Decision.id.desc()).limit(limit))
+    with store.session() as s:
+        return [DecisionView(exp, name, d.verdict, d.reason, d.actor, d.override, d.created_ms)
+                for d, name, exp in s.execute(q).all()]

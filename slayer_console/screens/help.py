@@ -1,0 +1,57 @@
+"""F1: the keys of the screen underneath (every binding, shown or not), the app keys and the legend."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Footer, Static
+
+LEGEND = """\
+Delta cells are subject − base in percentage points (metric units for non-proportion metrics such as
+grammar errors per 100 words); the colours know each metric's direction.
+  green  PASS      within tolerance
+  ▲      WARN      beyond tolerance, not significant (n too small to tell)
+  ✗      FAIL      significant regression beyond tolerance — accepting needs an override
+  ≠      MISMATCH  fingerprints differ from the base: not compared
+  ★      the Pareto-best row under the current λ and tolerance;  ✓ accepted  ⊘ rejected
+score = style gain − λ · max(0, worst general regression)
+Rows and statuses update by themselves as events are ingested; nothing needs a refresh key.
+Ctrl+P opens the command palette: experiments, subjects, jobs and boxes by name."""
+
+
+def bindings_text(screen: Screen) -> Text:
+    """Every active binding of `screen` (the focused widget's, the screen's, the app's), one per line."""
+    text = Text()
+    seen = set()
+    for active in screen.active_bindings.values():
+        b = active.binding
+        if not b.description or (b.action, b.description) in seen:
+            continue
+        seen.add((b.action, b.description))
+        where = "everywhere" if active.node is screen.app else type(active.node).__name__
+        text.append(f"  {screen.app.get_key_display(b):<8}", style="bold")
+        text.append(f"{b.description:<14}{where}")
+        text.append("" if active.enabled else "  (not here)", style="dim")
+        text.append("\n")
+    return text
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,f1,q", "dismiss", "Close", id="help-close")]
+
+    def __init__(self, under: Screen):
+        super().__init__()
+        self.keys = bindings_text(under)  # taken now: once shown, the active screen is this one
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="help"):
+            yield Static(Text("Keys", style="bold"))
+            yield Static(self.keys, id="help-keys")
+            yield Static(Text("\nDigits 1–5 switch screens: Dashboard, Boxes, Jobs, Experiments, Deltas.\n"
+                              "j/k/h/l and g/G move in every table.\n", style="dim"))
+            yield Static(Text("Legend", style="bold"))
+            yield Static(Text(LEGEND))
+        yield Footer(compact=True)

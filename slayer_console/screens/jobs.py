@@ -1,0 +1,190 @@
+"""The jobs screen: every run with live status and progress, launch (template or TOML), cancel, attach,
+and the focused run's log tail."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.widgets import DataTable, Static
+
+from slayer_console.screens.base import ModeScreen
+from slayer_console.screens.launch import LaunchDialog, LaunchRequest
+from slayer_console.widgets.log_tail import LogTail
+from slayer_console.widgets.render import STATUS_STYLE, duration, progress_bar
+from slayer_console.widgets.vim_table import VimTable
+
+from slayer_console.live import ACTIVE
+
+
+def shown_status(run) -> str:
+    """The stored status, or "lost" for a local run whose process is gone without a final status."""
+    from remotes.local import pid_alive, read_pid
+
+    if run.box == "local" and run.status in ACTIVE and run.run_dir:
+        pid = read_pid(Path(run.run_dir)) or run.pid
+        if pid is not None and not pid_alive(pid):
+            return "lost"
+    return run.status
+
+
+class JobsScreen(ModeScreen):
+    MODE = "jobs"
+    AUTO_FOCUS = "#runs"
+    BINDINGS = [
+        Binding("n", "launch", "Launch", id="jobs-launch"),
+        Binding("c", "cancel_run", "Cancel", id="jobs-cancel"),
+        Binding("a", "attach", "Attach", id="jobs-attach"),
+        Binding("o", "open_deltas", "Deltas", id="jobs-deltas"),
+    ]
+
+    @dataclass
+    class Loaded(Message):
+        runs: list
+        statuses: dict
+
+    def __init__(self):
+        super().__init__()
+        self.runs: dict[str, object] = {}
+        self.statuses: dict[str, str] = {}
+        self.pending_focus: str | None = None
+
+    def body(self) -> ComposeResult:
+        yield Static("Runs (newest first)", classes="section-title")
+        yield VimTable(id="runs", cursor_type="row")
+        yield LogTail(id="log")
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        table = self.query_one("#runs", VimTable)
+        table.add_column("run", key="run")
+        table.add_column("experiment", key="experiment")
+        table.add_column("kind", key="kind")
+        table.add_column("status", key="status")
+        table.add_column("progress", key="progress", width=24)
+        table.add_column("box", key="box")
+        table.add_column("time", key="time")
+
+    def reload(self) -> None:
+        self.load()
+
+    @work(thread=True, group="jobs", exclusive=True, exit_on_error=False)
+    def load(self) -> None:
+        from store.queries import list_runs
+
+        runs = list_runs(self.app.store(), limit=500)
+        self.post_message(self.Loaded(runs, {r.id: shown_status(r) for r in runs}))
+
+    @on(Loaded)
+    def _loaded(self, event: Loaded) -> None:
+        self.runs = {r.id: r for r in event.runs}
+        self.statuses = event.statuses
+        rows = []
+        for r in event.runs:
+            status = event.statuses[r.id]
+            rows.append((r.id, [r.id, r.experiment or "", r.kind, Text(status, style=STATUS_STYLE.get(status, "")),
+                                progress_bar(r.progress_done, r.progress_total), r.box,
+                                duration(r.started_ms, r.ended_ms)]))
+        table = self.query_one("#runs", VimTable)
+        table.replace_rows(rows)
+        if self.pending_focus and table.move_to_key(self.pending_focus):
+            self.pending_focus = None
+        self._follow_log()
+        self.refresh_bindings()
+
+    def focus_run(self, run_id: str) -> None:
+        """Put the cursor on a run's row now, or as soon as the list shows it."""
+        if not self.runs or not self.query_one("#runs", VimTable).move_to_key(run_id):
+            self.pending_focus = run_id
+
+    def current(self):
+        key = self.query_one("#runs", VimTable).current_key()
+        return self.runs.get(key) if key else None
+
+    @on(DataTable.RowHighlighted, "#runs")
+    def _row_moved(self) -> None:
+        self._follow_log()
+        self.refresh_bindings()
+
+    def _follow_log(self) -> None:
+        run = self.current()
+        log = self.query_one(LogTail)
+        if run is None:
+            log.follow(None)
+        elif run.box == "local":
+            log.follow(Path(run.run_dir) / "log.txt", header=f"── {run.id} log.txt ──")
+        else:
+            log.follow(None)
+            log.write_line(f"── {run.id} runs on box {run.box}: its log stays there; events are followed live ──")
+
+    # -- actions ----------------------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if action in ("cancel_run", "attach"):
+            run = self.current() if self.is_mounted else None
+            if run is None or self.statuses.get(run.id) not in ACTIVE:
+                return None
+            return run.box != "local" or action == "cancel_run" or None
+        if action == "open_deltas":
+            run = self.current() if self.is_mounted else None
+            return (run is not None and bool(run.experiment)) or None
+        return True
+
+    def action_launch(self, kind: str | None = None) -> None:
+        examples = {k: v.example for k, v in sorted(self.app.job_kinds.items())}
+        dialog = LaunchDialog(examples, self.app.box_names, self.app.experiment, kind)
+        self.app.push_screen(dialog, lambda req: req and self.launch(req))
+
+    @work(group="launch", exit_on_error=False)
+    async def launch(self, request: LaunchRequest) -> None:
+        import asyncio
+
+        from slayer_console.launching import launch_here, launch_there
+
+        store = await asyncio.to_thread(self.app.store)
+        if request.box == "local":
+            run_id = await asyncio.to_thread(launch_here, self.app.settings, store, request)
+        else:
+            run_id = await launch_there(self.app.settings, store, request, self.app.confirm_host_key)
+            self.app.follow_remote(run_id)
+        self.notify(f"launched {run_id} on {request.box}")
+        self.focus_run(run_id)
+        self.reload()
+
+    def action_cancel_run(self) -> None:
+        run = self.current()
+        if run is not None:
+            self.cancel(run)
+
+    @work(group="cancel", exit_on_error=False)
+    async def cancel(self, run) -> None:
+        import asyncio
+
+        if run.box == "local":
+            from remotes.local import cancel_local
+
+            if not await asyncio.to_thread(cancel_local, Path(run.run_dir)):
+                self.notify(f"{run.id} is not running", severity="warning")
+                return
+            self.notify(f"cancelling {run.id}…")
+        else:
+            from remotes.launch import cancel_remote
+
+            self.notify(f"cancelling {run.id} on {run.box}…")
+            status = await cancel_remote(self.app.settings.home, self.app.store(), run.id)
+            self.notify(f"{run.id} {status}")
+
+    def action_attach(self) -> None:
+        run = self.current()
+        if run is not None:
+            self.app.follow_remote(run.id)
+            self.notify(f"following {run.id} on {run.box}")
+
+    def action_open_deltas(self) -> None:
+        run = self.current()
+        if run is not None and run.experiment:
+            self.app.open_deltas(run.experiment)

@@ -1,0 +1,38 @@
+"""The Pareto plot overlay of the deltas screen, with the frontier listed beside it."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.screen import ModalScreen
+from textual.widgets import Footer, Static
+
+from slayer_console.widgets.pareto_plot import ParetoPlot
+
+
+class ParetoScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,p,q", "dismiss", "Close", id="pareto-close")]
+
+    def __init__(self, table, best_id: str | None):
+        super().__init__()
+        self.table, self.best_id = table, best_id
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="pareto"):
+            yield ParetoPlot(id="pareto-plot")
+            yield Static(self.frontier_text(), id="pareto-list")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one(ParetoPlot).draw(self.table, self.best_id)
+
+    def frontier_text(self) -> str:
+        from store.deltas import pareto_frontier
+
+        lines = ["[b]frontier[/b] (gain / worst drop / score)"]
+        for r in pareto_frontier(self.table):
+            star = "★ " if r.subject_id == self.best_id else "  "
+            lines.append(f"{star}{r.name}  {r.style_gain_pp or 0:+.1f} / {r.worst_regression_pp or 0:+.1f}"
+                         f" / {r.score:.1f}")
+        return "\n".join(lines)

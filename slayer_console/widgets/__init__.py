@@ -1,0 +1,1 @@
+"""Widgets of the console, each carrying its own DEFAULT_CSS."""

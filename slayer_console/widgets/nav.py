@@ -1,0 +1,30 @@
+"""The mode bar under the header: which screen is shown and the digit that opens each one."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+MODES = (("1", "dashboard", "Dashboard"), ("2", "boxes", "Boxes"), ("3", "jobs", "Jobs"),
+         ("4", "experiments", "Experiments"), ("5", "deltas", "Deltas"))
+
+
+class NavBar(Static):
+    """One line: `1 Dashboard  2 Boxes …`, the current mode highlighted."""
+
+    DEFAULT_CSS = """
+    NavBar { height: 1; background: $panel; color: $text-muted; padding: 0 1; }
+    """
+
+    def __init__(self, current: str):
+        super().__init__()
+        self.current = current
+
+    def render(self) -> Text:
+        text = Text()
+        for key, mode, label in MODES:
+            style = "bold reverse" if mode == self.current else ""
+            text.append(f" {key} ", style="bold")
+            text.append(f"{label} ", style=style)
+            text.append(" ")
+        return text

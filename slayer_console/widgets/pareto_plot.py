@@ -1,0 +1,37 @@
+"""The Pareto frontier as a terminal plot: every candidate at (worst general regression, style gain),
+the frontier joined by a line, the best under the current λ labelled."""
+
+from __future__ import annotations
+
+from textual_plotext import PlotextPlot
+
+
+class ParetoPlot(PlotextPlot):
+    """Call `draw(table, best_id)` with a store.deltas.DeltaTable (already re-scored)."""
+
+    def draw(self, table, best_id: str | None) -> None:
+        from store.deltas import pareto_frontier
+
+        plt = self.plt
+        plt.clear_data()
+        plt.clear_figure()
+        rows = [r for r in table.rows if r.verdict != "BASE" and r.score is not None]
+        front = pareto_frontier(table)
+        front_ids = {r.subject_id for r in front}
+        others = [r for r in rows if r.subject_id not in front_ids]
+        if others:
+            plt.scatter([r.worst_regression_pp or 0.0 for r in others], [r.style_gain_pp or 0.0 for r in others],
+                        marker="dot", color="gray", label="dominated")
+        if front:
+            ordered = sorted(front, key=lambda r: r.worst_regression_pp or 0.0)
+            plt.plot([r.worst_regression_pp or 0.0 for r in ordered], [r.style_gain_pp or 0.0 for r in ordered],
+                     marker="braille", color="cyan", label="frontier")
+            plt.scatter([r.worst_regression_pp or 0.0 for r in ordered], [r.style_gain_pp or 0.0 for r in ordered],
+                        marker="●", color="cyan")
+        for r in rows:
+            if r.subject_id == best_id:
+                plt.text(f"★ {r.name}", r.worst_regression_pp or 0.0, r.style_gain_pp or 0.0, color="yellow")
+        plt.title(f"{table.experiment}: style gain vs worst general regression (pp), λ {table.lam:g}")
+        plt.xlabel("worst general regression (pp, lower is better)")
+        plt.ylabel("style gain (pp)")
+        self.refresh()
