@@ -14,7 +14,7 @@ from remotes.boxes import Box, BoxError, BoxUnreachable, get_box
 from remotes.ssh import HostKeyConfirm, connect_box, run_command, shell_path
 from store.ingest import TERMINAL, IngestStats, cursor_of, ingest_bytes
 
-CHUNK = 8 << 20  # bytes read per SFTP request batch; a catch-up of 100k events is a few of these
+CHUNK = 2 << 20  # bytes per read; a catch-up of 100k events (~12 MB) is a pipeline of a few of these
 BACKOFF_S = (0.5, 1, 2, 4, 8, 10)
 
 # A shell test "is anything of the job's session still running" (zombies do not count).
@@ -63,10 +63,24 @@ class _Tail:
         return stats
 
     async def _pass(self, f) -> bool:
-        """Ingest what is new; True if anything was."""
+        """Ingest what is new; True if anything was. While one chunk is ingested the next is already being
+        read, so a catch-up costs about the ingest time alone."""
         offset, _ = cursor_of(self.store, self.run.id)
-        data = await _read_new(f, offset)
-        return bool(data) and (await self._ingest(data, offset)).events > 0
+        data, progressed = await _read_new(f, offset), False
+        while data:
+            end = data.rfind(b"\n") + 1
+            if end == 0:
+                break  # only a half-written line so far
+            ahead = asyncio.ensure_future(_read_new(f, offset + end)) if len(data) >= CHUNK else None
+            try:
+                progressed |= (await self._ingest(data[:end], offset)).events > 0
+            except BaseException:
+                if ahead:
+                    ahead.cancel()
+                raise
+            offset += end
+            data = await ahead if ahead else b""
+        return progressed
 
     async def follow(self, conn) -> str:
         async with conn.start_sftp_client() as sftp:

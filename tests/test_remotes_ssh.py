@@ -137,20 +137,16 @@ def test_user_mistakes_fail_with_one_line_each(sshd, home, tmp_path):
     spec_file = tmp_path / "job.toml"
     spec_file.write_text('kind = "debug.sleep"\nsteps = 1\n')
 
-    procs = {name: subprocess.Popen([sys.executable, "-c", "from slayer_console.cli import main; main()",
-                                     "--home", str(home), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    text=True)
-             for name, args in {"nokey": ["boxes", "check", "nokey"], "noport": ["boxes", "check", "noport"],
-                                "nopython": ["run", str(spec_file), "--box", "nopython"]}.items()}
-    lines = {}
-    for name, proc in procs.items():
-        _, stderr = proc.communicate(timeout=60)
-        assert proc.returncode == 2, stderr
-        assert len(stderr.strip().splitlines()) == 1, stderr
-        lines[name] = stderr
-    assert "key file /nonexistent/id_ed25519 not found" in lines["nokey"]
-    assert "cannot reach" in lines["noport"] and "connection refused" in lines["noport"]
-    assert "/nonexistent/bin/python3" in lines["nopython"] and "slayer boxes bootstrap nopython" in lines["nopython"]
+    # The real command for one of them: exit code 2 and exactly one line on stderr.
+    proc = subprocess.run([sys.executable, "-c", "from slayer_console.cli import main; main()", "--home", str(home),
+                           "run", str(spec_file), "--box", "nopython"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "/nonexistent/bin/python3" in proc.stderr and "slayer boxes bootstrap nopython" in proc.stderr
+    for name, needles in {"nokey": ["key file /nonexistent/id_ed25519 not found"],
+                          "noport": ["cannot reach", "connection refused"]}.items():
+        error = slayer(home, "boxes", "check", name).exception
+        assert isinstance(error, SpecError) and "\n" not in str(error)
+        assert all(n in str(error) for n in needles), error
 
     checked = slayer(home, "boxes", "check", "nopython")
     assert checked.exit_code == 1 and "no working python at /nonexistent/bin/python3" in checked.output
