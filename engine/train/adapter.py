@@ -1,0 +1,117 @@
+"""The base model as training sees it: device and dtype, optional 4-bit NF4 (QLoRA), and the PEFT adapter config."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from engine.errors import SpecError
+from engine.train.config import AdapterConfig, TrainJobConfig
+
+# Never adapted: the input embedding and the output head stay exactly the base's.
+ALWAYS_EXCLUDED = ("embed_tokens", "lm_head")
+
+
+def model_ref(model: str) -> str:
+    """A local model directory as an absolute path (gates and the store find it from anywhere); an HF id as is."""
+    path = Path(model).expanduser()
+    return str(path.resolve()) if path.exists() else model
+
+
+def has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def check_quantization(cfg: TrainJobConfig, source: str) -> None:
+    """4-bit needs bitsandbytes on a CUDA GPU: say so in one line instead of failing deep inside a load."""
+    if cfg.quantization != "4bit":
+        return
+    if not has_cuda():
+        raise SpecError(f'{source}: quantization = "4bit" (QLoRA, bitsandbytes NF4) needs a CUDA GPU and this '
+                        'machine has none; use quantization = "none"')
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise SpecError(f'{source}: quantization = "4bit" needs bitsandbytes (pip install bitsandbytes)') from None
+
+
+def weights_dtype(cfg: TrainJobConfig):
+    import torch
+
+    if cfg.dtype == "auto":
+        return torch.bfloat16 if has_cuda() else torch.float32
+    return getattr(torch, cfg.dtype)
+
+
+def local_rank() -> int:
+    import os
+
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def load_base(path: str, cfg: TrainJobConfig):
+    """The frozen base (4-bit NF4 with double quantisation and bf16 compute when asked)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    kwargs: dict = {"dtype": weights_dtype(cfg)}
+    if cfg.quantization == "4bit":
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16)
+        kwargs["dtype"] = torch.bfloat16
+        kwargs["device_map"] = {"": local_rank()}
+    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    if cfg.quantization == "4bit":
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=cfg.training.gradient_checkpointing)
+    return model
+
+
+def _matches(name: str, pattern: str) -> bool:
+    """`pattern` is a run of whole dotted components of `name`: 'q_proj', 'self_attn.q_proj', 'layers.0', 'mlp'."""
+    return f".{pattern.strip('.')}." in f".{name}."
+
+
+def target_modules(model, adapter: AdapterConfig, source: str) -> list[str]:
+    """Full names of the linear layers the adapter wraps: every linear layer except the embeddings and the head
+    (on Qwen3.5 that includes the linear-attention projections), narrowed by include, minus exclude."""
+    import torch
+
+    heads = {id(m) for m in (model.get_input_embeddings(), model.get_output_embeddings()) if m is not None}
+    names = [n for n, m in model.named_modules()
+             if isinstance(m, torch.nn.Linear) and id(m) not in heads
+             and not any(_matches(n, p) for p in ALWAYS_EXCLUDED)]
+    for pattern in adapter.include:
+        if not any(_matches(n, pattern) for n in names):
+            raise SpecError(f"{source}: adapter.include {pattern!r} matches no linear layer of the model")
+    if adapter.include:
+        names = [n for n in names if any(_matches(n, p) for p in adapter.include)]
+    names = [n for n in names if not any(_matches(n, p) for p in adapter.exclude)]
+    if not names:
+        raise SpecError(f"{source}: the adapter's include/exclude lists leave no linear layer to train")
+    return names
+
+
+def lora_config(model, adapter: AdapterConfig, source: str):
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=adapter.rank, lora_alpha=adapter.scaling_alpha, lora_dropout=adapter.dropout,
+        use_rslora=adapter.use_rslora, use_dora=adapter.method == "dora",
+        target_modules=target_modules(model, adapter, source), bias="none", task_type="CAUSAL_LM")
+
+
+def adapter_summary(cfg: TrainJobConfig, targets: list[str]) -> dict:
+    """What a checkpoint event records about its adapter: method, rank, scaling and which layers it wraps."""
+    a = cfg.adapter
+    return {"method": a.method, "rank": a.rank, "alpha": a.scaling_alpha, "dropout": a.dropout,
+            "use_rslora": a.use_rslora, "quantization": cfg.quantization,
+            "targets": dict(sorted(Counter(n.rsplit(".", 1)[-1] for n in targets).items())),
+            "excluded": list(ALWAYS_EXCLUDED) + list(a.exclude)}

@@ -1,0 +1,66 @@
+"""The Trainer callback that turns training into events: metrics, progress, and a checkpoint every epoch too.
+
+Only the world's process zero emits; every process takes part in the extra end-of-epoch save, because a
+save may be collective (FSDP).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+# Trainer log keys → metric names; other numeric keys keep their names. Skipped: the Trainer's own
+# running averages over the whole run (tokens_per_s is measured between two logs instead) and duplicates.
+RENAMED = {"learning_rate": "lr", "train_loss": "train_loss_mean", "num_input_tokens_seen": "tokens"}
+SKIPPED = {"epoch", "step", "total_flos", "num_tokens", "train_runtime", "train_tokens_per_second",
+           "train_samples_per_second", "train_steps_per_second"}
+
+
+def events_callback(ctx, on_checkpoint: Callable[[int, float, str], None]):
+    """A TrainerCallback: loss / lr / grad_norm / tokens_per_s / gpu_mem metrics, step progress,
+    a save at the end of every epoch, and `on_checkpoint(step, epoch, path)` after every save."""
+    from transformers import TrainerCallback
+
+    class EventsCallback(TrainerCallback):
+        def __init__(self):
+            self.saved_step = -1
+            self.clock = (time.perf_counter(), 0)
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.saved_step = state.global_step  # a resumed run starts at a saved step
+            self.clock = (time.perf_counter(), state.num_input_tokens_seen)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                ctx.progress(state.global_step, state.max_steps, unit="steps", label=f"epoch {state.epoch:.2f}")
+
+        def on_epoch_end(self, args, state, control, **kwargs):
+            if state.global_step != self.saved_step:
+                control.should_save = True
+
+        def on_save(self, args, state, control, **kwargs):
+            if state.global_step == self.saved_step:
+                return
+            self.saved_step = state.global_step
+            if state.is_world_process_zero:
+                path = f"{args.output_dir}/checkpoint-{state.global_step}"
+                on_checkpoint(state.global_step, round(state.epoch or 0.0, 4), path)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not state.is_world_process_zero or not logs:
+                return
+            step = state.global_step
+            for key, value in logs.items():
+                if key not in SKIPPED and isinstance(value, (int, float)):
+                    ctx.metric(RENAMED.get(key, key), value, step=step)
+            now, tokens = time.perf_counter(), state.num_input_tokens_seen
+            then, seen = self.clock
+            if tokens > seen and now > then:
+                ctx.metric("tokens_per_s", (tokens - seen) / (now - then), step=step)
+            self.clock = (now, tokens)
+            import torch
+
+            if torch.cuda.is_available():
+                ctx.metric("gpu_mem_gib", torch.cuda.max_memory_allocated() / 2**30, step=step)
+
+    return EventsCallback()

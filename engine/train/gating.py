@@ -1,0 +1,142 @@
+"""Gate checkpoints while training goes on: one `gate` job per checkpoint, run as its own process.
+
+Each gate job runs as `python -m engine run` in outputs/gates/ckpt-<step>/ (a run directory of its own);
+its gate_result events are copied into the training run's events, so the store sees them with the
+training run. A gate process dies with the thread that started it (PR_SET_PDEATHSIG): killing the
+training job stops its gates, and a resumed run gates again whatever has no results yet.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import engine
+from engine.jobs import dumps_toml
+from engine.train.config import GateSettings
+
+ROOT = Path(engine.__file__).resolve().parents[1]
+META = ("run", "seq", "ts", "type")
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: ask Linux to SIGTERM it when the launching thread ends."""
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
+
+
+def read_events(path: Path) -> list[dict]:
+    """Complete lines of an events file (a half-written last line is not an event yet)."""
+    if not path.is_file():
+        return []
+    data = path.read_bytes()
+    return [json.loads(line) for line in data[: data.rfind(b"\n") + 1].splitlines() if line.strip()]
+
+
+def gate_names(settings: GateSettings) -> set[str]:
+    """The names of the gates each checkpoint is scored on (suite first, then the listed ones)."""
+    from engine.gates.run import resolve_gates
+
+    return {g.name for g in resolve_gates(settings.suite, settings.gates)}
+
+
+class CheckpointGater:
+    """Runs gate jobs in the background, at most `max_parallel` at once; `close()` waits for all of them."""
+
+    def __init__(self, settings: GateSettings, ctx, run_name: str, done: set[tuple[str, str]]):
+        self.settings, self.ctx, self.run_name = settings, ctx, run_name
+        self.done = set(done)  # (subject id, gate) pairs already in the training run's events
+        self.expected = gate_names(settings)
+        self._slots = threading.Semaphore(settings.max_parallel)
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._procs: set[subprocess.Popen] = set()
+        self._cancelled = False
+
+    def missing(self, subject: dict) -> bool:
+        return any((subject["id"], g) not in self.done for g in self.expected)
+
+    def submit(self, step: int, subjects: list[tuple[dict, dict]]) -> None:
+        """Gate these (subject record, gate-job subject table) pairs as the job for checkpoint `step`."""
+        todo = [table for subject, table in subjects if self.missing(subject)]
+        if todo:
+            t = threading.Thread(target=self._run, args=(step, todo), name=f"gate-ckpt-{step}", daemon=True)
+            self._threads.append(t)
+            t.start()
+
+    def _spec(self, step: int, tables: list[dict]) -> str:
+        s = self.settings
+        spec = {"kind": "gate", "name": f"{self.run_name}-gate-ckpt-{step}", "limit": s.limit,
+                "device": resolve_device(s.device), "batch_size": s.batch_size,
+                "allow_code_exec": s.allow_code_exec, "gates": s.gates, "subjects": tables,
+                "files": {k: _abs(v) for k, v in s.files.items()},
+                "fewshot_files": {k: _abs(v) for k, v in s.fewshot_files.items()}}
+        if s.suite:
+            spec["suite"] = s.suite
+        return dumps_toml(spec)
+
+    def _run(self, step: int, tables: list[dict]) -> None:
+        with self._slots:
+            if self._cancelled:
+                return
+            run_dir = self.ctx.outputs / "gates" / f"ckpt-{step}"
+            last = next((e for e in reversed(read_events(run_dir / "events.jsonl")) if e["type"] == "status"), {})
+            if last.get("status") != "succeeded":
+                shutil.rmtree(run_dir, ignore_errors=True)
+                run_dir.mkdir(parents=True)
+                (run_dir / "gate.toml").write_text(self._spec(step, tables), encoding="utf-8")
+                cmd = [sys.executable, "-m", "engine", "run", str(run_dir / "gate.toml"), "--run-dir", str(run_dir),
+                       "--run-id", f"{self.ctx.run_id}-gate-ckpt-{step}"]
+                proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+                with self._lock:
+                    self._procs.add(proc)
+                proc.wait()
+                with self._lock:
+                    self._procs.discard(proc)
+            self._copy_results(step, run_dir)
+
+    def _copy_results(self, step: int, run_dir: Path) -> None:
+        events = read_events(run_dir / "events.jsonl")
+        for e in events:
+            if e["type"] == "gate_result":
+                key = (e["subject"]["id"], e["gate"])
+                with self._lock:
+                    if key in self.done:
+                        continue
+                    self.done.add(key)
+                self.ctx.gate_result({k: v for k, v in e.items() if k not in META})
+        status = next((e for e in reversed(events) if e["type"] == "status"), {})
+        if status.get("status") != "succeeded" and not self._cancelled:
+            self.ctx.log(f"gate job of checkpoint {step} ended {status.get('status', 'without a status')}: "
+                         f"{status.get('error', 'see ' + str(run_dir / 'log.txt'))}", level="warning")
+
+    def close(self) -> None:
+        """Wait for every gate job (training is over; their results belong to this run)."""
+        for t in self._threads:
+            t.join()
+
+    def cancel(self) -> None:
+        self._cancelled = True
+        with self._lock:
+            for proc in self._procs:
+                proc.terminate()
+        self.close()
+
+
+def resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    from engine.train.adapter import has_cuda
+
+    return "cuda" if has_cuda() else "cpu"
+
+
+def _abs(path: str) -> str:
+    p = Path(path).expanduser()
+    return str(p.resolve()) if p.exists() else path
