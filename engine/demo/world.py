@@ -66,18 +66,22 @@ def _jsonl(path: Path, rows: list[dict]) -> Path:
     return path
 
 
-def general_facts() -> list[tuple[str, str, list[str]]]:
-    """(question, answer, distractor pool) for every fact the base should know."""
+def general_facts() -> list[tuple[str, str, list[str], str]]:
+    """(test question, answer, distractor pool, replay phrasing) for every fact the base should know.
+
+    The replay phrasing asks for the same knowledge in other words, so replay anchors the skill without
+    ever containing a test item (the contamination guard would drop it)."""
     facts = []
     cities = [c for _, c in CAPITALS]
     for country, city in CAPITALS:
-        facts.append((f"What is the capital of {country}?", city, cities))
+        facts.append((f"What is the capital of {country}?", city, cities, f"Name the capital city of {country}."))
     words = [b for _, b in OPPOSITES]
     for a, b in OPPOSITES:
-        facts.append((f"What is the opposite of {a}?", b, words))
+        facts.append((f"What is the opposite of {a}?", b, words, f"Give the word that means the reverse of {a}."))
     sounds = [s for _, s in SOUNDS]
     for animal, sound in SOUNDS:
-        facts.append((f"What does a {animal} do?", f"it {sound}", [f"it {s}" for s in sounds]))
+        facts.append((f"What does a {animal} do?", f"it {sound}", [f"it {s}" for s in sounds],
+                      f"Which sound does a {animal} make?"))
     return facts
 
 
@@ -88,13 +92,13 @@ def arithmetic(rng: random.Random, count: int) -> list[tuple[str, str, list[str]
         if (a, b) in seen:
             continue
         seen.add((a, b))
-        items.append((f"What is {a} plus {b}?", str(a + b), [str(x) for x in range(2, 19)]))
+        items.append((f"What is {a} plus {b}?", str(a + b), [str(x) for x in range(2, 19)], f"Compute {a} + {b}."))
     return items
 
 
 def _arc_rows(items, rng: random.Random) -> list[dict]:
     rows = []
-    for i, (q, answer, pool) in enumerate(items):
+    for i, (q, answer, pool, _) in enumerate(items):
         wrong = rng.sample([p for p in pool if p != answer], 3)
         texts = wrong + [answer]
         rng.shuffle(texts)
@@ -107,8 +111,9 @@ def _arc_rows(items, rng: random.Random) -> list[dict]:
 def pretraining_text(facts, sums, rng: random.Random, repeats: int) -> list[str]:
     lines = []
     for _ in range(repeats):
-        for q, a, _ in facts + sums:
+        for q, a, _, other in facts + sums:
             lines.append(f"Question: {q}\nAnswer: {a}")
+            lines.append(f"Question: {other}\nAnswer: {a}")
         for country, city in CAPITALS:
             lines.append(f"The capital of {country} is {city}.")
         for a, b in OPPOSITES:
@@ -166,10 +171,10 @@ def write_world(out: Path, seed: int = 0, n_test: int = 40, n_train: int = 160, 
         "facts_test": _jsonl(out / "general" / "facts_test.jsonl", _arc_rows(facts, rng)),
         "sums_test": _jsonl(out / "general" / "sums_test.jsonl", _arc_rows(sums, rng)),
         "general_sft": _jsonl(out / "general" / "general_sft.jsonl",
-                              [{"prompt": f"Question: {q}", "response": a} for q, a, _ in facts + sums]),
+                              [{"prompt": f"Question: {other}", "response": a} for _, a, _, other in facts + sums]),
         "replay_prompts": _jsonl(out / "general" / "replay_prompts.jsonl",
-                                 [{"prompt": f"Question: {q}", "skill": "en_knowledge" if "plus" not in q else "math"}
-                                  for q, _, _ in facts + sums]),
+                                 [{"prompt": f"Question: {other}", "skill": "math" if "+" in other else "en_knowledge"}
+                                  for _, _, _, other in facts + sums]),
     }
     files["pretrain"].write_text("\n\n".join(pretraining_text(facts, sums, rng, pretrain_repeats)) + "\n",
                                  encoding="utf-8")
@@ -190,5 +195,5 @@ def write_world(out: Path, seed: int = 0, n_test: int = 40, n_train: int = 160, 
     files["style_pairs"] = _jsonl(out / "style" / "style_pairs_test.jsonl", pairs)
     files["style_sft"] = _jsonl(out / "style" / "style_train.jsonl", [
         {"messages": [{"role": "user", "content": p}, {"role": "assistant", "content": c}]}
-        for _ in range(6) for p, c, _ in STYLE])
+        for _ in range(20) for p, c, _ in STYLE])
     return {k: str(v) for k, v in files.items()}

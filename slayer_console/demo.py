@@ -1,0 +1,123 @@
+"""`slayer demo`: the whole anti-forgetting campaign on tiny models, into the store, step by step.
+
+Every step is an ordinary job spec (written under $SLAYER_HOME/<experiment>/specs/) launched and
+followed exactly as `slayer run` does; the numbers printed at the end are what the models scored.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from engine.jobs import dumps_toml, parse_spec
+
+DEMO_GATES = ["polish_psc", "polish_8tags", "polemo2_in", "polish_dyk", "arc_easy", "arc_challenge"]
+
+
+@dataclass
+class Demo:
+    settings: object
+    experiment: str
+    fast: bool
+    seed: int
+    step_no: int = 0
+
+    @property
+    def dir(self) -> Path:
+        return self.settings.home / self.experiment
+
+    def run(self, title: str, spec: dict) -> Path:
+        """Write the spec, launch it locally, follow it with a progress bar, fail loudly if it fails."""
+        from remotes.local import launch_local
+        from slayer_console.commands.runs import follow_local
+        from store.ingest import register_run
+        from store.queries import get_run
+
+        self.step_no += 1
+        click.secho(f"[{self.step_no}] {title}", bold=True)
+        path = self.dir / "specs" / f"{self.step_no:02d}-{spec['kind'].replace('.', '-')}.toml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(dumps_toml({**spec, "experiment": self.experiment}), encoding="utf-8")
+        job = parse_spec(__import__("tomllib").loads(path.read_text()), str(path))
+        store = self.settings.store()
+        launched = launch_local(path, job, self.settings.runs_dir)
+        register_run(store, launched.run_id, kind=job.kind.name, name=job.name, experiment=self.experiment,
+                     run_dir=str(launched.run_dir), box="local", pid=launched.pid)
+        status = follow_local(store, launched.run_id, launched.run_dir, launched.pid)
+        if status != "succeeded":
+            error = get_run(store, launched.run_id).error
+            raise click.ClickException(f"demo step {self.step_no} ({title}) {status}: {error} "
+                                       f"(log: {launched.run_dir / 'log.txt'})")
+        return launched.run_dir / "outputs"
+
+
+def next_experiment(settings, name: str = "demo") -> str:
+    """`demo`, or `demo-2`, `demo-3`… when earlier demos are in the store: a rerun never mixes with them."""
+    from store.queries import list_experiments
+
+    taken = set(list_experiments(settings.store()))
+    if name not in taken:
+        return name
+    i = 2
+    while f"{name}-{i}" in taken:
+        i += 1
+    return f"{name}-{i}"
+
+
+def _gates(world: dict, base: bool = True) -> dict:
+    return {"gates": DEMO_GATES, "base": base, "device": "cpu", "batch_size": 16, "files": {
+        "polish_psc": world["psc_test"], "polish_8tags": world["8tags_test"], "polemo2_in": world["polemo2_in_test"],
+        "polish_dyk": world["dyk_test"], "arc_easy": world["facts_test"], "arc_challenge": world["sums_test"]}}
+
+
+def _guard(world: dict) -> list[str]:
+    """Every demo gate's test file, as GATE=FILE entries for the contamination guard."""
+    return [f"{gate}={path}" for gate, path in _gates(world)["files"].items()]
+
+
+def _sft(name: str, model: str, data: str, world: dict, steps: int, save: int, lr: float, base_gated: bool) -> dict:
+    return {"kind": "train.sft", "name": name, "model": model, "data": data,
+            "adapter": {"method": "dora", "rank": 16, "alpha": 32.0, "dropout": 0.0, "use_rslora": True},
+            "training": {"learning_rate": lr, "max_steps": steps, "epochs": 10.0, "batch_size": 8, "max_length": 128,
+                         "warmup": 0.1, "lr_scheduler": "constant_with_warmup", "save_steps": save,
+                         "logging_steps": 5, "seed": 0, "gradient_checkpointing": False},
+            "gates": _gates(world, base=base_gated)}
+
+
+def run_demo(settings, fast: bool = False, seed: int = 0) -> str:
+    demo = Demo(settings, next_experiment(settings), fast, seed)
+    click.echo(f"experiment {demo.experiment!r} in {settings.home}")
+    tiny = demo.run("build a tiny Qwen3 base model", {"kind": "model.tiny", "name": "tiny-base", "seed": seed})
+    world_out = demo.run("generate the demo world (general skills, Polish tasks, style data)",
+                         {"kind": "demo.world", "seed": seed})
+    world = json.loads((world_out / "world" / "files.json").read_text())
+    pre = demo.run("pre-train the base on general text (facts, arithmetic, code)",
+                   {"kind": "demo.pretrain", "model": str(tiny / "model"), "text": world["pretrain"],
+                    "steps": 150 if fast else 300, "seed": seed})
+    base = str(pre / "model")
+    tasks = {t: {"train": world[f"{t}_train"], "test": world[f"{t}_test"]} for t in ("psc", "dyk", "8tags", "polemo2_in")}
+    klej = demo.run("KLEJ train splits as instructions, guarded against the test splits",
+                    {"kind": "data.klej", "per_task": 60 if fast else 120, "min_per_task": 8, "seed": seed,
+                     "tasks": tasks})
+    replay = demo.run("replay set: self-replay from the base + a local general set",
+                      {"kind": "data.replay", "seed": seed, "guard_against": _guard(world), "quotas": {"en_knowledge": 100, "math": 80},
+                       "self_replay": {"model": base, "prompts": world["replay_prompts"], "licence": "demo",
+                                       "device": "cpu", "max_new_tokens": 8, "batch_size": 16},
+                       "sources": [{"name": "demo-general", "file": world["general_sft"], "licence": "CC0-1.0",
+                                    "provenance": "generated by slayer demo from its fact tables",
+                                    "skill": "en_knowledge"}]})
+    mixes = {}
+    for label, share in (("no-replay", 0.0), ("replay", 0.3)):
+        out = demo.run(f"training mix {label} (replay share {share:.0%})",
+                       {"kind": "data.mix", "style": world["style_sft"], "klej": str(klej / "klej.jsonl"),
+                        "replay_share": share, "klej_max_share": 0.5, "seed": seed, "guard_against": _guard(world),
+                        **({"replay": str(replay / "replay.jsonl")} if share else {})})
+        mixes[label] = str(out / "train_v2_mix.jsonl")
+    steps, save = (30, 10) if fast else (90, 30)
+    for i, label in enumerate(("no-replay", "replay")):
+        demo.run(f"DoRA adapter {label}: {steps} steps, every checkpoint gated",
+                 _sft(f"sft-{label}", base, mixes[label], world, steps, save, 2e-3, base_gated=(i == 0)))
+    return demo.experiment
