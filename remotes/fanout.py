@@ -29,10 +29,15 @@ async def fan_out(home, store, specs: list[JobSpec], boxes: list[str], *,
     for item in enumerate(specs):
         queue.put_nowait(item)
     results: list[FanOutResult | None] = [None] * len(specs)
+    unfinished = [len(specs)]  # jobs not yet ended; a free worker waits while a failing box may hand some back
 
     async def worker(box: str) -> None:
-        while not queue.empty():
-            index, spec = queue.get_nowait()
+        while unfinished[0] > 0:
+            try:
+                index, spec = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                await asyncio.sleep(poll_s)
+                continue
             try:
                 launched = await launch_remote(home, store, box, spec)
             except BoxError as e:
@@ -44,10 +49,12 @@ async def fan_out(home, store, specs: list[JobSpec], boxes: list[str], *,
                 on_state(f"box {box}: started {launched.run_id}")
             try:
                 status = await follow_run(home, store, launched.run_id, poll_s=poll_s, on_state=on_state)
+                results[index] = FanOutResult(index, box, launched.run_id, status)
             except BoxError as e:  # the job may still be running there: `slayer runs attach` picks it up
                 results[index] = FanOutResult(index, box, launched.run_id, "unfollowed", str(e))
                 return
-            results[index] = FanOutResult(index, box, launched.run_id, status)
+            finally:
+                unfinished[0] -= 1
 
     await asyncio.gather(*(worker(b) for b in dict.fromkeys(boxes)))
     while not queue.empty():

@@ -197,11 +197,29 @@ def test_two_boxes_run_jobs_at_once_and_both_are_ingested(sshd_factory, home, tm
     for name in ("left", "right"):
         server = sshd_factory()
         register(home, engine_box(server, name, tmp_path / name), server)
+    put_box(home, get_box(home, "left").model_copy(update={"name": "gone", "port": free_port()}))
     store = Store.open(str(home / "slayer.db"))
-    results = asyncio.run(fan_out(home, store, [sleep_spec(15), sleep_spec(15)], ["left", "right"]))
-    assert sorted(r.box for r in results) == ["left", "right"]
+    states: list[str] = []
+    results = asyncio.run(fan_out(home, store, [sleep_spec(15), sleep_spec(15)], ["left", "gone", "right"],
+                                  on_state=states.append))
+    assert sorted(r.box for r in results) == ["left", "right"]  # the unreachable box took nothing
+    assert any("box gone takes no more jobs" in s for s in states)
     assert [r.status for r in results] == ["succeeded", "succeeded"]
     a, b = (get_run(store, r.run_id) for r in results)
     assert a.started_ms < b.ended_ms and b.started_ms < a.ended_ms  # overlapping: at once
     for r in results:
         assert_ingested_once(store, r.run_id, get_run(store, r.run_id).run_dir)
+
+
+def test_a_box_behind_a_jump_host(sshd_factory, home, tmp_path):
+    jump, inner = sshd_factory(), sshd_factory()
+    # One key opens both, as with a bastion; the jump host's key is pinned like any other.
+    jump.root.joinpath("authorized_keys").write_text(inner.root.joinpath("authorized_keys").read_text())
+    register(home, jump.box("bastion", key=str(inner.client_key)), jump)
+    box = engine_box(inner, "inner", tmp_path / "wd", jump=f"{jump.box('x').user}@127.0.0.1:{jump.port}")
+    put_box(home, box)
+    checked = slayer(home, "boxes", "check", "inner", "--accept-host-key", inner.fingerprint, "--format", "json")
+    assert checked.exit_code == 0, checked.output
+    assert json.loads(checked.output)["host_key"] == inner.fingerprint
+    jump.stop()
+    assert "cannot reach" in str(slayer(home, "boxes", "check", "inner").exception)

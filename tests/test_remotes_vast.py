@@ -17,14 +17,10 @@ from click.testing import CliRunner
 
 from conftest import ROOT, free_port
 from engine.errors import SpecError
-from engine.jobs import parse_spec
 from remotes.boxes import BoxError, get_box, load_boxes
-from remotes.follow import follow_run
-from remotes.launch import launch_remote
 from remotes.vast import VastClient, rent_box
 from slayer_console.cli import cli
 from sshd import sshd, sshd_factory  # noqa: F401  (fixtures)
-from store import Store
 
 KEY = "vast-test-key-0123456789abcdef"
 OFFERS = [
@@ -149,13 +145,10 @@ def test_rent_bootstrap_run_cost_destroy(vast, sshd, home, tmp_path):
     assert instance["ssh_keys"] == [sshd.client_key.with_name("authorized_keys").read_text().strip()]
     assert get_box(home, "v1").address == f"root@127.0.0.1:{sshd.port}"
 
-    store = Store.open(str(home / "slayer.db"))
-
-    async def run_there() -> str:
-        run = await launch_remote(home, store, "v1", parse_spec({"kind": "debug.sleep", "steps": 3}, "spec"))
-        return await follow_run(home, store, run.run_id)
-
-    assert asyncio.run(run_there()) == "succeeded"
+    spec = tmp_path / "job.toml"
+    spec.write_text('kind = "debug.sleep"\nsteps = 3\n')
+    ran = slayer(home, "run", str(spec), "--box", "v1", "--quiet")
+    assert ran.exit_code == 0 and ran.stdout.strip().endswith(" succeeded"), ran.output
     listed = json.loads(slayer(home, "boxes", "--format", "json").output)
     assert next(b for b in listed if b["name"] == "v1")["running_cost"] > 0  # 10 minutes at $0.41/h
 
