@@ -27,4 +27,7 @@ def print_table(title: str | None, columns: list[str], rows: list[list]) -> None
         table.add_column(c)
     for r in rows:
         table.add_row(*["" if v is None else str(v) for v in r])
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:  # piped: never cut a wide delta table at 80 columns
+        console = Console(width=max(console.width, 240))
+    console.print(table)
