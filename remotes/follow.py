@@ -115,10 +115,10 @@ async def follow_run(home, store, run_id: str, *, on_ingest: Callable[[IngestSta
                      give_up_s: float | None = None, confirm: HostKeyConfirm | None = None) -> str:
     """Ingest a remote run until it ends; returns its final status ("lost" if the process vanished
     without one). Reconnects after any drop; gives up after `give_up_s` of failed reconnects (None: never)."""
-    run = run_row(store, run_id)
-    box = get_box(home, run.box)
+    box = get_box(home, run_row(store, run_id).box)
     attempt, down_since = 0, None
     while True:
+        run = run_row(store, run_id)  # fresh status and pid after each reconnect
         try:
             async with connect_box(box, home, confirm=confirm) as conn:
                 if down_since is not None and on_state:

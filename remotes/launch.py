@@ -18,8 +18,8 @@ from store.ingest import register_run
 
 # One simple command in the background (no subshell), so $! is the job's pid and session id and no process
 # holds the SSH channel's stdout open.
-LAUNCH_SH = ("cd {run_dir} || exit 1; setsid nohup {python} -m engine run job.toml --run-dir {run_dir} --run-id {run_id} "
-             "--pid-file {run_dir}/pid >>{run_dir}/launch.log 2>&1 </dev/null & echo $!")
+LAUNCH_SH = ("cd {run_dir} || exit 1; setsid nohup {python} -m engine run job.toml --run-dir {run_dir} "
+             "--run-id {run_id} --pid-file {run_dir}/pid >>{run_dir}/launch.log 2>&1 </dev/null & echo $!")
 
 # TERM the session, wait for it to end, KILL what is left (exit 4), or say it was not running (exit 3).
 CANCEL_SH = (ALIVE_SH + "alive \"$pid\" || exit 3; kill -TERM -\"$pid\" 2>/dev/null; "
@@ -114,6 +114,9 @@ def _follow_and_finish(cfg, run_id: str, quiet: bool) -> int:
     except BoxError as e:
         print(f"warning: results not pulled: {e}", file=sys.stderr)
     view = get_run(cfg.store(), run_id)
+    if status == "lost":
+        print(f"the job's process on box {view.box} ended without a final status; see log.txt and launch.log "
+              f"in {cfg.home / 'runs' / run_id}", file=sys.stderr)
     print(f"{run_id} {status}" + (f": {view.error}" if view.error else ""))
     return 0 if status == "succeeded" else 1
 

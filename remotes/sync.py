@@ -81,6 +81,17 @@ async def _pull(sftp, remote: str, local: Path, size: int, sha: str | None, star
     return done - start
 
 
+def _resume_from(rel: str, local: Path, size: int, sha: str | None) -> int | None:
+    """Where the pull of `rel` starts: None when the local copy is complete, else a byte offset."""
+    if rel in GROWING:
+        have = local.stat().st_size if local.exists() else -1
+        return None if have == size else (have if 0 <= have < size else 0)
+    if local.exists() and local.stat().st_size == size and sha256_file(local) == sha:
+        return None
+    part = local.with_name(local.name + ".part")
+    return part.stat().st_size if part.exists() and part.stat().st_size <= size else 0
+
+
 def _wanted(rel: str, heavy: bool, paths: tuple[str, ...]) -> bool:
     return heavy or not is_heavy(rel) or any(rel == p or rel.startswith(p.rstrip("/") + "/") for p in paths)
 
@@ -107,19 +118,12 @@ async def sync_run(home, store, run_id: str, *, heavy: bool = False, paths: tupl
                     sums[name] = digest
             for rel, size in todo:
                 local = local_dir / rel
-                sha = sums.get(rel)
-                if rel in GROWING:
-                    start = local.stat().st_size if local.exists() and local.stat().st_size <= size else 0
-                else:
-                    if local.exists() and local.stat().st_size == size and sha256_file(local) == sha:
-                        report.up_to_date.append(rel)
-                        continue
-                    part = local.with_name(local.name + ".part")
-                    start = part.stat().st_size if part.exists() and part.stat().st_size <= size else 0
-                if start == size and rel in GROWING and local.exists():
+                start = _resume_from(rel, local, size, sums.get(rel))
+                if start is None:
                     report.up_to_date.append(rel)
                     continue
-                report.bytes += await _pull(sftp, f"{run.run_dir}/{rel}", local, size, sha, start,
-                                            lambda done, rel=rel, size=size: on_progress and on_progress(rel, done, size))
+                progress = (lambda done, rel=rel, size=size: on_progress(rel, done, size)) if on_progress \
+                    else (lambda done: None)
+                report.bytes += await _pull(sftp, f"{run.run_dir}/{rel}", local, size, sums.get(rel), start, progress)
                 report.pulled.append(rel)
     return report
