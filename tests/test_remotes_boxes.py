@@ -77,3 +77,19 @@ def test_add_without_connecting_then_remove(home):
     assert "exists already" in str(twice.exception)
     removed = runner.invoke(cli, ["--home", str(home), "boxes", "remove", "gb10"])
     assert removed.exit_code == 0 and list(load_boxes(home)) == ["local"]
+
+
+def test_check_reads_gpus_arch_and_a_missing_python_from_the_probe():
+    from remotes.check import parse_probe
+
+    gb10 = Box(name="gb10", host="gb10.lan", python="~/venv/bin/python")
+    out = ("os=Linux\narch=aarch64\ncpus=20\nmem_total_kb=127926272\nmem_avail_kb=100000000\nworkdir=/home/op/slayer\n"
+           "disk_free_kb=1048576000\ngpu=NVIDIA GB10, 122502, 1024, 37\npython_rc=0\npy.version=3.12.3\n"
+           "py.executable=/home/op/venv/bin/python\npy.torch=2.9.0+cu130\npy.cuda=13.0\npy.engine=0.1.0\n")
+    report = dict(parse_probe(gb10, out).rows())
+    assert report["os/arch"] == "Linux aarch64" and report["torch"] == "2.9.0+cu130 (CUDA 13.0)"
+    assert report["gpus"] == "NVIDIA GB10 122502 MiB (1024 used, 37% busy)"
+    assert report["disk"] == "1000.0 GiB free in /home/op/slayer"
+    cpu_only = parse_probe(gb10, "os=Linux\narch=x86_64\npython_rc=127\npy.sh: 1: python: not found\n")
+    assert dict(cpu_only.rows())["gpus"] == "no GPU"
+    assert cpu_only.problem.startswith("box gb10: no working python at ~/venv/bin/python (sh: 1: python: not found)")
