@@ -131,11 +131,14 @@ class HFBackend:
                          position_ids=positions.to(dev), cache=cache, use_cache=True)
         self.tokens_computed += int(tail_mask.sum())
         self.tokens_padded += tail_mask.numel()
+        targets = torch.zeros_like(ids)
         for r, (b, j) in enumerate(rows):
-            cont = batch[b][1][j]
-            logp = out.logits[r, :len(cont) - 1].float().log_softmax(-1)
-            targets = torch.tensor(cont[1:], device=logp.device)
-            scores[b][j] += float(logp.gather(-1, targets[:, None]).sum())
+            targets[r, :len(tails[r])] = torch.tensor(batch[b][1][j][1:])
+        logits = out.logits.float()
+        logp = logits.gather(-1, targets.to(dev)[..., None])[..., 0] - logits.logsumexp(-1)
+        sums = (logp * tail_mask.to(dev)).sum(-1).tolist()
+        for (b, j), value in zip(rows, sums):
+            scores[b][j] += value
 
     # ---- generation --------------------------------------------------------------------------------
 

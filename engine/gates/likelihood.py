@@ -44,20 +44,6 @@ def argmax(values: list[float]) -> int:
     return max(range(len(values)), key=lambda i: (values[i], -i))
 
 
-def distinct_prefixes(sequences) -> int:
-    """Positions a perfect prefix-sharing scorer would compute: the nodes of the token trie."""
-    root: dict = {}
-    count = 0
-    for seq in sequences:
-        node = root
-        for tok in seq:
-            if tok not in node:
-                node[tok] = {}
-                count += 1
-            node = node[tok]
-    return count
-
-
 @scorer("likelihood", version="1", metrics=lambda gate: METRICS)
 def score_likelihood(items, backend, settings: ScoreSettings) -> ScoreOutput:
     gate = items.gate
@@ -92,6 +78,5 @@ def score_likelihood(items, backend, settings: ScoreSettings) -> ScoreOutput:
                for idx, ll, p, pn, g in zip(items.indices, lls, preds, preds_norm, golds)]
     stats = {"requests": sum(len(c) for c in choices),
              "tokens_computed": backend.tokens_computed - start_tokens,
-             "tokens_padded": backend.tokens_padded - start_padded,
-             "tokens_minimum": distinct_prefixes(ctx + c[:-1] for ctx, conts in groups for c in conts)}
+             "tokens_padded": backend.tokens_padded - start_padded}
     return ScoreOutput(metrics, stderr, per_item, preds, golds, samples, stats)
