@@ -95,6 +95,27 @@ def test_adapter_scale(tmp_path, dora):
         assert close(half, plain_lls(adapted, tok, "polish_psc", file, 8), 1e-4)
 
 
+def belebele_prompts(n: int) -> list[str]:
+    from engine.datafiles import read_rows
+
+    gate = load_gate("polish_belebele_regex")
+    return [gate.render(r) for r in read_rows(DATA / "belebele.jsonl")[:n]] + ["Ala ma kota", "Kot"]
+
+
+def test_hf_greedy_generation_is_batch_independent_and_stops(tmp_path):
+    from engine.gates.hf_backend import HFBackend
+
+    backend = HFBackend(str(tiny_model_dir("qwen3", 0)), None, 1.0, "cpu", "float32")
+    prompts = belebele_prompts(6)
+    one = backend.generate(prompts, [], 20, False, 1, lambda n: None)
+    assert backend.generate(prompts, [], 20, False, 4, lambda n: None) == one
+    assert all(one)
+    stop = next(w for t in one for w in t.split() if len(w) > 1)  # a word the model does produce
+    cut = backend.generate(prompts, [stop], 20, False, 4, lambda n: None)
+    assert cut == [t.split(stop)[0] for t in one]
+    assert any(c != t for c, t in zip(cut, one))
+
+
 def test_gguf_and_hf_give_the_same_predictions(tmp_path):
     pytest.importorskip("llama_cpp")
     from engine.export.converter import HF_SCRIPT, converter_dir, run_converter
@@ -110,3 +131,8 @@ def test_gguf_and_hf_give_the_same_predictions(tmp_path):
                          str(DATA / file), 0)
         assert argmaxes(hf) == argmaxes(gg), gate
         assert close(hf, gg, 1e-3), gate
+    from engine.gates.gguf_backend import LlamaCppBackend
+
+    backend = LlamaCppBackend(str(gguf), "cpu")
+    texts = backend.generate(belebele_prompts(2), ["be"], 12, False, 2, lambda n: None)
+    assert len(texts) == 4 and not any("be" in t for t in texts)

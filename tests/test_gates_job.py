@@ -105,3 +105,15 @@ def test_bad_local_file_is_exit_2_with_one_line(tmp_path):
     proc = run_cli(tmp_path, "gate", "run", "--model", "unused", "--gate", f"polish_psc={bad}", "--out", "o")
     assert proc.returncode == 2
     assert proc.stderr.strip() == (f"error: {bad}: gate polish_psc: row 1: label 7 is outside the label set 0..1")
+
+
+def test_the_printed_example_is_a_valid_gate_job():
+    import tomllib
+
+    from engine.gates.job import EXAMPLE, GateJobConfig
+    from engine.gates.run import resolve_gates
+
+    data = tomllib.loads(EXAMPLE)
+    assert data.pop("kind") == "gate" and data.pop("name")
+    config = GateJobConfig.model_validate(data)
+    assert [g.name for g in resolve_gates(config.suite, config.gates)] == ["polish_psc"]
