@@ -61,7 +61,8 @@ class SlayerApp(WorkerErrors, App):
     stamp: reactive[Stamp | None] = reactive(None)
     """Changes whenever the store does; screens reload on it."""
 
-    def __init__(self, settings, *, poll_s: float = 0.5, experiment: str | None = None):
+    def __init__(self, settings, *, poll_s: float = 0.5, experiment: str | None = None, mode: str = "dashboard"):
+        self.DEFAULT_MODE = mode  # the screen it opens on; App.__init__ starts in DEFAULT_MODE
         super().__init__()
         self.settings = settings
         self.poll_s = poll_s
@@ -178,6 +179,6 @@ class SlayerApp(WorkerErrors, App):
         self.screen.focus_box(name, check=check)
 
 
-def make_app(settings, *, poll_s: float = 0.5, experiment: str | None = None) -> SlayerApp:
-    """The one factory the CLI, the tests and the benchmark use."""
-    return SlayerApp(settings, poll_s=poll_s, experiment=experiment)
+def make_app(settings, *, poll_s: float = 0.5, experiment: str | None = None, mode: str = "dashboard") -> SlayerApp:
+    """The one factory the CLI, the tests and the benchmark use; `mode` is the screen it opens on."""
+    return SlayerApp(settings, poll_s=poll_s, experiment=experiment, mode=mode)

@@ -80,31 +80,45 @@ class Poller:
         return PollResult(read_stamp(self.store, self.home), remote, problems)
 
 
+def table_key(store) -> tuple:
+    """What a delta table depends on: gate results, subjects and decisions (one cheap query)."""
+    from sqlalchemy import func, select
+
+    from store.models import Decision, GateResult, Subject
+
+    q = select(select(func.coalesce(func.max(GateResult.id), 0)).scalar_subquery(),
+               select(func.count()).select_from(Subject).scalar_subquery(),
+               select(func.count()).select_from(Decision).scalar_subquery())
+    with store.session() as s:
+        return tuple(s.execute(q).one())
+
+
 class DeltaCache:
     """The last delta table per experiment, recomputed only when gate results, subjects or decisions
-    changed; λ and tolerance changes go through the cheap `rescore`."""
+    changed; λ and tolerance changes go through the cheap `rescore`. Thread-safe: concurrent loaders
+    wait for one computation instead of repeating it."""
 
     def __init__(self):
         self._lock = threading.Lock()
         self._tables: dict[str, tuple[tuple, object]] = {}
 
-    def table(self, store, experiment: str, stamp: Stamp | None):
+    def table(self, store, experiment: str):
         from store.deltas import delta_table
 
-        key = (stamp.gate_results, stamp.subjects, stamp.decisions) if stamp else None
         with self._lock:
+            key = table_key(store)
             hit = self._tables.get(experiment)
-            if hit is not None and key is not None and hit[0] == key:
+            if hit is not None and hit[0] == key:
                 return hit[1]
             table = delta_table(store, experiment)
             self._tables[experiment] = (key, table)
             return table
 
-    def scored(self, store, experiment: str, stamp: Stamp | None, lam: float, tolerance: float | None):
+    def scored(self, store, experiment: str, lam: float, tolerance: float | None):
         """(the table re-scored under λ and tolerance, the best subject's id or None)."""
         from store.deltas import best, rescore
 
-        table = rescore(self.table(store, experiment, stamp), lam, tolerance)
+        table = rescore(self.table(store, experiment), lam, tolerance)
         top = best(table)
         return table, top.subject_id if top else None
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 from textual.widgets import Checkbox, TextArea
-from tui_campaign import GATES, base_outcomes, build_campaign, flipped, gate_event, ingest_events, subject
-from tui_pilot import fresh_settings, grid_names, star_row, type_text, until
+from tui_campaign import GATES, base_outcomes, flipped, gate_event, ingest_events, subject
+from tui_pilot import campaign_template, fresh_settings, grid_names, settings_from, star_row, type_text, until
 
 from slayer_console.app import make_app
 from slayer_console.screens.decide import DecideDialog
@@ -16,10 +16,14 @@ from slayer_console.screens.launch import LaunchDialog
 pytestmark = pytest.mark.asyncio
 
 
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    return campaign_template(tmp_path_factory)
+
+
 @pytest.fixture
-def campaign(tmp_path):
-    settings = fresh_settings(tmp_path)
-    build_campaign(settings.store())
+def campaign(template, tmp_path):
+    settings = settings_from(template, tmp_path)
     yield settings
     settings.store().close()
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import time
+from pathlib import Path
 
 from slayer_console.context import Settings
 
@@ -11,6 +13,24 @@ SPECIAL = {" ": "space", ":": "colon", "-": "minus", "'": "apostrophe", ",": "co
 
 def fresh_settings(tmp_path) -> Settings:
     return Settings.create(str(tmp_path / "home"))
+
+
+def campaign_template(tmp_path_factory) -> Path:
+    """Build the campaign store once per test session (migrations and ingest cost seconds)."""
+    from tui_campaign import build_campaign
+
+    settings = fresh_settings(tmp_path_factory.mktemp("campaign"))
+    build_campaign(settings.store())
+    settings.store().close()  # the last connection checkpoints the WAL into the file
+    return settings.home / "slayer.db"
+
+
+def settings_from(template, tmp_path) -> Settings:
+    """A fresh home whose store is a copy of `template`."""
+    settings = fresh_settings(tmp_path)
+    settings.home.mkdir(parents=True)
+    shutil.copyfile(template, settings.home / "slayer.db")
+    return settings
 
 
 async def until(pilot, predicate, timeout: float = 15.0, what: str = "condition"):
@@ -37,3 +57,9 @@ def grid_names(app) -> list[str]:
 def star_row(app) -> str | None:
     grid = app.screen.grid
     return next((r.name for r in grid.order if r.subject_id == grid.best_id), None)
+
+
+def settled(app) -> bool:
+    """Every loader has finished (the live poll and log tails run forever and do not count)."""
+    return app.stamp is not None and not [w for w in app.workers
+                                          if w.group not in ("poll", "log-tail") and w.is_running]

@@ -72,7 +72,7 @@ class DashboardScreen(ModeScreen):
                 self.app.call_from_thread(setattr, self.app, "experiment", experiment)
         table = best_id = None
         if experiment is not None:
-            table, best_id = self.app.deltas.scored(store, experiment, self.app.stamp, lam, tolerance)
+            table, best_id = self.app.deltas.scored(store, experiment, lam, tolerance)
         self.post_message(self.Loaded(boxes, runs, table, best_id, recent_decisions(store, 3)))
 
     @on(Loaded)

@@ -87,7 +87,7 @@ class DeltasScreen(ModeScreen):
                 self.post_message(self.Loaded(None, None, None))
                 return
             self.app.call_from_thread(setattr, self.app, "experiment", experiment)
-        self.post_message(self.Loaded(experiment, *self.app.deltas.scored(store, experiment, self.app.stamp, lam,
+        self.post_message(self.Loaded(experiment, *self.app.deltas.scored(store, experiment, lam,
                                                                           tolerance)))
 
     @on(Loaded)
@@ -132,7 +132,7 @@ class DeltasScreen(ModeScreen):
         if v.axis:
             parts.append(f"axis {AXIS_LABEL.get(v.axis, v.axis)}")
         if v.collapsed:
-            parts.append("axes collapsed (z expands)")
+            parts.append("axes collapsed (z)")
         return " · ".join(parts)
 
     def focus_subject(self, subject_id: str) -> None:

@@ -114,7 +114,7 @@ class JobsScreen(ModeScreen):
     def _follow_log(self) -> None:
         run = self.current()
         log = self.query_one(LogTail)
-        if run is None:
+        if run is None or not run.run_dir:
             log.follow(None)
         elif run.box == "local":
             log.follow(Path(run.run_dir) / "log.txt", header=f"── {run.id} log.txt ──")

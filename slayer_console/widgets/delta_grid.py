@@ -14,11 +14,11 @@ from slayer_console.widgets.vim_table import VimTable
 
 # worst first when one cell stands for a whole axis
 SEVERITY = {"FAIL": 5, "WARN": 4, "MISMATCH": 3, "PASS": 2, "NA": 1, "BASE": 0}
-AXIS_LABEL = {"pl_nlu": "PL NLU", "pl_style": "style", "pl_grammar": "grammar", "en_knowledge": "EN",
+AXIS_LABEL = {"pl_nlu": "PL NLU", "pl_style": "style", "pl_grammar": "gram", "en_knowledge": "EN",
               "reasoning": "reason", "math": "math", "code": "code", "multilingual": "multi",
               "instruction": "instr", "safety": "safety"}
-SUBJECT_WIDTH = 20
-GATE_WIDTH = 7  # "+12.3✗" plus room
+SUBJECT_WIDTH = 18
+GATE_WIDTH = 6  # "+12.3✗"
 SHORT_PREFIXES = ("polish_", "pl_", "en_")  # dropped from gate names in column heads: psc, dyk, …
 
 
@@ -50,7 +50,7 @@ def short_gate(gate: str) -> str:
 
 def needed_width(table) -> int:
     """Columns an expanded table needs (to decide when to collapse axes)."""
-    return SUBJECT_WIDTH + 2 + (GATE_WIDTH + 2) * len(table.gates) + 8 + 6
+    return SUBJECT_WIDTH + 2 + 7 + 4 + (GATE_WIDTH + 2) * len(table.gates)
 
 
 class DeltaGrid(VimTable):
@@ -61,7 +61,7 @@ class DeltaGrid(VimTable):
     """
     def __init__(self, **kwargs):
         super().__init__(cursor_type="cell", zebra_stripes=False, header_height=2, **kwargs)
-        self.fixed_columns = 1
+        self.fixed_columns = 3
         self.table = None
         self.view = GridView()
         self.best_id: str | None = None
@@ -119,16 +119,16 @@ class DeltaGrid(VimTable):
         self.order = self.sorted_rows(table, view)
         columns = self.columns_for(table, view)
         self.clear(columns=True)
+        # subject, score and ★ stay put while the gate columns scroll sideways
         self.add_column(Text("\nsubject", style="bold"), key="subject", width=SUBJECT_WIDTH)
+        self.add_column(Text("\nscore", style="bold"), key="score", width=5)
+        self.add_column(Text("\n★", style="bold"), key="mark", width=2)
         for key, _, label in columns:
             self.add_column(label, key=key, width=GATE_WIDTH)
-        self.add_column(Text("\nscore", style="bold"), key="score", width=6)
-        self.add_column(Text("\n★", style="bold"), key="mark", width=3)
         keys = [k for k, _, _ in columns]
         for row in self.order:
-            cells = [self.subject_text(row)]
+            cells = [self.subject_text(row), self.score_text(row), self.mark_text(row)]
             cells += [delta_text(self.cell_of(row, k)) for k in keys]
-            cells += [self.score_text(row), self.mark_text(row)]
             self.add_row(*cells, key=row.subject_id)
         self.restore(here)
 

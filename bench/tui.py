@@ -1,0 +1,140 @@
+"""The console at scale: 300 subjects × 40 gates in the store; time to first paint of the deltas screen
+and time to re-rank on a λ change, measured through the real app (headless Pilot).
+
+    python bench/tui.py [--subjects 300] [--gates 40] [--n 200]
+
+Prints: the app's first paint on an empty store; for the filled store, per terminal size: from start
+to the painted delta table (the first size computes every paired statistic; later ones find them
+cached by store.deltas), from the key `5` back to the painted table, from a λ key to the re-ranked
+table, and how long the UI thread itself was busy redrawing (what an operator could feel as a stall;
+everything else runs in workers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from slayer_console.app import make_app  # noqa: E402
+from slayer_console.context import Settings  # noqa: E402
+from tui_campaign import base_outcomes, flipped, gate_event, ingest_events, subject  # noqa: E402
+
+AXES = ("pl_nlu", "pl_style", "pl_grammar", "en_knowledge", "reasoning", "math", "code", "multilingual",
+        "instruction", "safety")
+
+
+def fill(store, subjects: int, gates: int, n: int) -> None:
+    """A base and `subjects − 1` checkpoints, each with a result on every gate (one run per subject)."""
+    rng = random.Random(7)
+    gate_axes = {f"gate{g:02d}": AXES[g % len(AXES)] for g in range(gates)}
+    for i in range(subjects):
+        subj = subject("base" if i == 0 else f"ckpt-{i * 100}", "base" if i == 0 else "checkpoint", i * 100)
+        events = []
+        for gate, axis in gate_axes.items():
+            base = base_outcomes(gate, n)
+            worse, better = (0, 0) if i == 0 else (rng.randint(0, n // 20), rng.randint(0, n // 10))
+            events.append(gate_event(subj, gate, flipped(base, worse, better), axis=axis, higher_is_better=True))
+        ingest_events(store, f"gates-{i:04d}", events, "bench")
+
+
+async def wait_for(pilot, predicate, timeout: float = 600.0) -> float:
+    start = time.perf_counter()
+    while not predicate():
+        if time.perf_counter() - start > timeout:
+            raise TimeoutError("the console did not get there")
+        await pilot.pause(0.01)
+    return time.perf_counter() - start
+
+
+def instrument(app) -> list[float]:
+    """Record the wall time of every DeltaGrid.show (UI-thread redraws)."""
+    from slayer_console.widgets.delta_grid import DeltaGrid
+
+    spans: list[float] = []
+    original = DeltaGrid.show
+
+    def timed(self, *args, **kwargs):
+        t = time.perf_counter()
+        original(self, *args, **kwargs)
+        spans.append(time.perf_counter() - t)
+
+    DeltaGrid.show = timed
+    return spans
+
+
+def painted(app) -> bool:
+    screen = app.screen
+    return getattr(screen, "table", None) is not None and screen.grid.row_count and screen.grid.table is screen.table
+
+
+async def measure(settings: Settings, size: tuple[int, int]) -> dict:
+    """Open the console straight on the deltas screen, then leave it and come back, then change λ."""
+    app = make_app(settings, mode="deltas")
+    spans = instrument(app)
+    out = {}
+    t = time.perf_counter()
+    async with app.run_test(size=size) as pilot:
+        await wait_for(pilot, lambda: painted(app))
+        await pilot.pause()  # the paint itself
+        out["open"] = time.perf_counter() - t
+        await pilot.press("1")
+        await pilot.pause(0.5)
+        t = time.perf_counter()
+        await pilot.press("5")
+        await wait_for(pilot, lambda: painted(app) and len(spans) > 1)
+        await pilot.pause()
+        out["back"] = time.perf_counter() - t
+        for step, key in ((2.0, "plus"), (4.0, "plus"), (2.0, "minus")):
+            before = len(spans)
+            t = time.perf_counter()
+            await pilot.press(key)
+            await wait_for(pilot, lambda: app.screen.table.lam == step and len(spans) > before)
+            await pilot.pause()
+            out.setdefault("re-rank", []).append(time.perf_counter() - t)
+        out["redraw (UI thread)"] = spans[-3:]
+        out["rows x cols"] = (app.screen.grid.row_count, len(app.screen.grid.columns))
+    return out
+
+
+async def empty_first_paint(tmp: Path) -> float:
+    settings = Settings.create(str(tmp / "empty"))
+    t = time.perf_counter()
+    app = make_app(settings)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--subjects", type=int, default=300)
+    ap.add_argument("--gates", type=int, default=40)
+    ap.add_argument("--n", type=int, default=200, help="items per gate")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        print(f"first paint, empty store: {asyncio.run(empty_first_paint(tmp)):.2f} s")
+        settings = Settings.create(str(tmp / "home"))
+        t = time.perf_counter()
+        fill(settings.store(), args.subjects, args.gates, args.n)
+        print(f"store: {args.subjects} subjects × {args.gates} gates × n={args.n} ingested in "
+              f"{time.perf_counter() - t:.1f} s")
+        for size in ((200, 50), (80, 24)):
+            r = asyncio.run(measure(settings, size))
+            print(f"terminal {size[0]}×{size[1]} (table {r['rows x cols'][0]} rows × {r['rows x cols'][1]} columns):")
+            print(f"  start → deltas painted    {r['open']:.2f} s")
+            print(f"  key 5 → deltas painted    {r['back']:.2f} s")
+            print("  re-rank on λ change       " + ", ".join(f"{x:.2f}" for x in r["re-rank"]) + " s")
+            print("  of which UI-thread redraw " + ", ".join(f"{x:.2f}" for x in r["redraw (UI thread)"]) + " s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""Snapshots of the console's main screens (pytest-textual-snapshot), on a store built from fixed events:
+no clocks, no random ids, pinned terminal sizes. Update with `pytest tests/test_tui_snapshots.py --snapshot-update`."""
+
+from __future__ import annotations
+
+import pytest
+from tui_pilot import campaign_template, settings_from, settled, until
+
+from slayer_console.app import make_app
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    return campaign_template(tmp_path_factory)
+
+
+@pytest.fixture
+def campaign(template, tmp_path):
+    settings = settings_from(template, tmp_path)
+    (settings.home / "boxes.toml").write_text('[gb10]\nuser = "op"\nhost = "gb10.lan"\nworkdir = "~/slayer"\n')
+    yield settings
+    settings.store().close()
+
+
+def ready(*keys: str, check=None):
+    """run_before: let every loader finish (after pressing `keys`), optionally until `check(app)`."""
+    async def run(pilot):
+        await until(pilot, lambda: settled(pilot.app), what="loaders")
+        for key in keys:
+            await pilot.press(key)
+            await until(pilot, lambda: settled(pilot.app), what="loaders")
+        if check:
+            await until(pilot, lambda: check(pilot.app))
+        await pilot.pause(0.1)
+    return run
+
+
+def test_dashboard(snap_compare, campaign):
+    app = make_app(campaign, poll_s=0.2)
+    assert snap_compare(app, terminal_size=(120, 30), run_before=ready())
+
+
+def test_deltas_wide(snap_compare, campaign):
+    app = make_app(campaign, poll_s=0.2, mode="deltas")
+    assert snap_compare(app, terminal_size=(150, 24), run_before=ready("j", "l", "l", "l"))
+
+
+def test_deltas_narrow_collapses_axes(snap_compare, campaign):
+    app = make_app(campaign, poll_s=0.2, mode="deltas")
+    assert snap_compare(app, terminal_size=(80, 24), run_before=ready("G", "l", "l", "l", "l", "l", "l", "l"))
+
+
+def test_accept_dialog_on_fail(snap_compare, campaign):
+    def steady_cursor(app):
+        for field in app.screen.query("#reason"):
+            field.cursor_blink = False  # a blinking cursor would make the picture depend on timing
+            return True
+
+    app = make_app(campaign, poll_s=0.2, mode="deltas")
+    assert snap_compare(app, terminal_size=(100, 30), run_before=ready("G", "a", check=steady_cursor))
+
+
+def test_jobs(snap_compare, campaign):
+    app = make_app(campaign, poll_s=0.2, mode="jobs")
+    assert snap_compare(app, terminal_size=(110, 20), run_before=ready())
+
+
+def test_boxes(snap_compare, campaign):
+    app = make_app(campaign, poll_s=0.2, mode="boxes")
+    assert snap_compare(app, terminal_size=(110, 16), run_before=ready("j"))
