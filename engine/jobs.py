@@ -26,6 +26,7 @@ KIND_MODULES = [
     "engine.train.job",
     "engine.gates.job",
     "engine.data.job",
+    "engine.data.entigraph_job",
     "engine.merge.job",
     "engine.export.job",
 ]
