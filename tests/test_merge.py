@@ -14,6 +14,7 @@ from engine.merge.adapter import WeightUpdate, load_adapter  # noqa: E402
 from engine.merge.methods import METHODS, merged_weight, tensor_generator  # noqa: E402
 from engine.merge.shards import shard_files  # noqa: E402
 from engine.merge.stream import RECIPE_FILE, merge_model  # noqa: E402
+from merge_fixtures import make_adapter  # noqa: E402
 
 T = torch.tensor
 
@@ -128,24 +129,6 @@ def sharded_base(tmp_path_factory):
         if f.suffix != ".safetensors" and not (out / f.name).exists():
             (out / f.name).write_bytes(f.read_bytes())
     assert len(shard_files(out)) > 1
-    return out
-
-
-def make_adapter(base, out, dora: bool, **extra):
-    """A PEFT adapter with random non-zero weights (nothing trained); DoRA magnitudes moved off their init."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(1)
-    model = AutoModelForCausalLM.from_pretrained(base)
-    config = LoraConfig(**{"r": 4, "lora_alpha": 8, "target_modules": "all-linear", "use_dora": dora,
-                           "init_lora_weights": False, **extra})
-    peft_model = get_peft_model(model, config)
-    with torch.no_grad():
-        for name, p in peft_model.named_parameters():
-            if "lora_magnitude_vector" in name:
-                p.mul_(1 + 0.3 * torch.randn_like(p))
-    peft_model.save_pretrained(out)
     return out
 
 

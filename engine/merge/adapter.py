@@ -62,6 +62,9 @@ class WeightUpdate:
 
     def task_vector(self, weight: "torch.Tensor") -> "torch.Tensor":
         """τ = W_adapted − W, the adapter's whole effect on this weight (float32)."""
+        if self.replacement is None and self.magnitude is None:  # plain LoRA: τ is ΔW itself, no float copy of W
+            delta = lora_delta(self.lora_a, self.lora_b, self.scaling)
+            return delta.T if self.embedding else delta
         return self.adapted(weight) - weight.float()
 
 

@@ -40,7 +40,7 @@ class TaskVectorMethod:
             kept = [t.float() for t in taus]
         if self.sign_consensus:
             return tensors.disjoint_mean(kept, tensors.elect_sign(kept))
-        return torch.stack(kept).sum(0)
+        return kept[0] if len(kept) == 1 else torch.stack(kept).sum(0)
 
 
 METHODS: dict[str, TaskVectorMethod] = {m.name: m for m in (
@@ -66,5 +66,8 @@ def tensor_generator(seed: int, tensor_name: str) -> "torch.Generator":
 def merged_weight(weight: "torch.Tensor", taus: list["torch.Tensor"], method: str, scale: float = 1.0,
                   density: float = 1.0, seed: int = 0, tensor_name: str = "") -> "torch.Tensor":
     """W' = W + λ · METHODS[method].combine(τ…), in float32 (the caller casts back to the stored dtype)."""
+    import torch
+
     generator = tensor_generator(seed, tensor_name) if METHODS[method].sparsify == "random" else None
-    return weight.float() + scale * METHODS[method].combine(taus, density, generator)
+    combined = METHODS[method].combine(taus, density, generator)
+    return weight.to(torch.float32, copy=True).add_(combined, alpha=scale)

@@ -2,7 +2,8 @@
 
 A merged weight has the base weight's name, dtype and shape, so the output header (names, offsets) is the
 input header: the writer copies it, then writes each tensor in offset order — unchanged tensors as a raw
-byte copy, changed ones from memory — and never holds more than one tensor of the shard.
+byte copy, changed ones from memory. Tensors are read with plain file reads rather than safetensors'
+mmap, whose touched pages stay resident until the shard is closed; so only one tensor is held at a time.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     import torch
 
 INDEX_FILE = "model.safetensors.index.json"
+FLOAT_DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64"}
 SINGLE_FILE = "model.safetensors"
 COPY_CHUNK = 16 << 20
 
@@ -36,6 +38,19 @@ def read_header(path: str | os.PathLike) -> tuple[bytes, dict]:
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise SpecError(f"{path}: not a safetensors file (bad header)") from None
     return head + raw, header
+
+
+def local_model_dir(model: str | os.PathLike) -> Path:
+    """A local HF-format directory: `model` itself, or a Hugging Face id already in the local HF cache (no download)."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return path
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(str(model), local_files_only=True))
+    except (OSError, ValueError):
+        raise SpecError(f"{model}: no such directory, and not a Hugging Face id in the local cache") from None
 
 
 def shard_files(model_dir: str | os.PathLike) -> list[Path]:
@@ -64,11 +79,25 @@ def _copy_range(src, dst, start: int, length: int) -> None:
         length -= len(block)
 
 
-def rewrite_shard(src: str | os.PathLike, dst: str | os.PathLike,
-                  replace: Callable[[str], "torch.Tensor | None"]) -> int:
-    """Write `dst` = `src` with each tensor for which `replace(name)` returns a tensor swapped for it.
+def _read_tensor(f, offset: int, info: dict, name: str) -> "torch.Tensor":
+    import torch
 
-    The replacement must have the original shape and byte size. Returns how many tensors were replaced.
+    if info["dtype"] not in FLOAT_DTYPES:
+        raise SpecError(f"{f.name}: {name!r} is {info['dtype']}, not a float weight an adapter can change")
+    begin, end = info["data_offsets"]
+    buf = bytearray(end - begin)
+    f.seek(offset + begin)
+    if f.readinto(buf) != len(buf):
+        raise SpecError(f"{f.name}: truncated safetensors file")
+    return torch.frombuffer(buf, dtype=getattr(torch, FLOAT_DTYPES[info["dtype"]])).reshape(info["shape"])
+
+
+def rewrite_shard(src: str | os.PathLike, dst: str | os.PathLike,
+                  replace: Callable[[str, Callable[[], "torch.Tensor"]], "torch.Tensor | None"]) -> int:
+    """Write `dst` = `src` with each tensor for which `replace(name, read)` returns a tensor swapped for it.
+
+    `read()` loads the original tensor (only when called). The replacement must have the original shape
+    and byte size. Returns how many tensors were replaced.
     """
     import torch
 
@@ -79,7 +108,7 @@ def rewrite_shard(src: str | os.PathLike, dst: str | os.PathLike,
         fout.write(raw)
         for name, info in entries:
             begin, end = info["data_offsets"]
-            tensor = replace(name)
+            tensor = replace(name, lambda: _read_tensor(fin, len(raw), info, name))
             if tensor is None:
                 _copy_range(fin, fout, len(raw) + begin, end - begin)
                 continue

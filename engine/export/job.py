@@ -1,0 +1,160 @@
+"""The `export.gguf` job kind: merge a subject into its base, convert to GGUF, quantise, verify every file."""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.export.config import ExportConfig
+from engine.jobs import job_kind
+from engine.subjects import make_subject
+
+EXAMPLE = '''# export.gguf: the chosen subject (base + adapter at a scale, or a TIES / DARE merge) as GGUF files.
+# Merged HF weights go to outputs/merged, GGUF files and verify.json to outputs/gguf. Every file is loaded
+# in llama-cpp-python and compared with the HF model on a fixed probe set (KL divergence, top-1 agreement).
+kind = "export.gguf"
+name = "slayer-gguf"
+
+model = "/models/Qwen3.5-27B"         # base model: a local HF directory with safetensors weights
+adapter = "runs/sft/outputs/checkpoint-800"   # PEFT LoRA / DoRA adapter; omit to export the base itself
+scale = 0.5                           # adapter scale: W + scale·(W_adapted − W)
+outtype = "f16"                       # the converted file: f16 | bf16 | f32 (quants are made from it)
+quants = ["Q8_0", "Q4_K_M"]           # llama.cpp quantisations
+verify = true                         # KL and top-1 of every file against the HF model
+probe_tokens = 64                     # each probe is cut to this many tokens
+device = "cpu"                        # where the HF reference runs (cuda on a GPU box)
+threads = 0                           # llama.cpp threads (0: its default)
+lora_gguf = false                     # also write the adapter as a llama.cpp LoRA GGUF (plain LoRA only, not DoRA)
+# converter = "/opt/llama.cpp"        # a llama.cpp checkout; default: the llama-cpp-python sdist copy (cached)
+# converter_args = ["--no-mtp"]       # extra convert_hf_to_gguf.py arguments
+# probes = "my_probes.txt"            # one probe per line (default: assets/export/probes.txt)
+
+# [merge]                             # a TIES / DARE merge instead of a plain scale
+# method = "ties"                     # ties | dare_ties | dare_linear | task_arithmetic
+# density = 0.5                       # fraction of the task vector kept
+# seed = 0                            # DARE's random drop
+'''
+
+
+@contextmanager
+def _timed(timings: dict, key: str):
+    started = time.perf_counter()
+    yield
+    timings[key] = round(time.perf_counter() - started, 3)
+
+
+def _recipe(config: ExportConfig, fmt: str, file: Path | None = None) -> dict:
+    return {"model": config.model, "adapter": config.adapter, "scale": config.scale if config.adapter else 1.0,
+            "merge": config.merge.model_dump() if config.merge else None, "format": fmt,
+            "file": str(file.resolve()) if file else None}
+
+
+@dataclass
+class _File:
+    """One written GGUF file: what it is, which HF model it must match, how llama.cpp loads it."""
+
+    path: Path
+    quant: str
+    kind: str
+    reference: Path
+    subject: dict | None = None
+    llama_args: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+
+
+@job_kind("export.gguf", ExportConfig, "Merge a subject into its base, convert to GGUF, quantise, and verify "
+          "every file against the HF model (KL, top-1)", EXAMPLE)
+def run_export(config: ExportConfig, ctx) -> None:
+    from engine.export.converter import HF_SCRIPT, converter_dir, run_converter
+    from engine.export.lora import check_lora_exportable, export_lora
+    from engine.export.quantize import quantize
+    from engine.export.verify import fidelity, hf_reference, read_probes
+    from engine.gates.backend import check_device
+    from engine.gates.run import write_json
+    from engine.merge.adapter import load_adapter
+    from engine.merge.shards import local_model_dir
+    from engine.merge.stream import merge_model
+
+    check_device(config.device)
+    stem, base = config.file_stem or Path(config.model).name, local_model_dir(config.model)
+    if config.lora_gguf:
+        check_lora_exportable(config.adapter)
+    texts, probes_sha = read_probes(config.probes) if config.verify else ([], None)
+    llama_dir = converter_dir(config.converter, ctx.log)
+    out = ctx.outputs / "gguf"
+    out.mkdir(parents=True, exist_ok=True)
+    outtype = config.outtype.upper()
+    timings: dict[str, float] = {}
+    steps = ["merge"] * bool(config.adapter) + ["convert"] + config.quants + ["lora"] * config.lora_gguf + \
+        ["verify"] * config.verify
+    done = iter(range(1, len(steps) + 1))
+
+    def convert(model_dir: Path, target: Path) -> Path:
+        tmp = target.with_name(target.name + ".tmp")
+        run_converter(llama_dir, HF_SCRIPT, [str(model_dir), "--outtype", config.outtype, "--outfile", str(tmp),
+                                             *config.converter_args], target.with_suffix(".log"))
+        return tmp.replace(target)
+
+    source = base
+    if config.adapter:
+        merge = config.merge
+        with _timed(timings, "merge_s"):
+            source = merge_model(base, load_adapter(config.adapter), ctx.outputs / "merged",
+                                 merge.method if merge else "task_arithmetic", config.scale,
+                                 merge.density if merge else 1.0, merge.seed if merge else 0)
+        ctx.artifact(source, "hf_model", subject=make_subject(f"{stem} merged", "merge", _recipe(config, "hf")))
+        ctx.progress(next(done), len(steps), "steps", "merged")
+    files = [_File(out / f"{stem}-{outtype}.gguf", outtype, "gguf", source)]
+    with _timed(timings, "convert_s"):
+        convert(source, files[0].path)
+    ctx.progress(next(done), len(steps), "steps", f"converted to {config.outtype}")
+    for quant in config.quants:
+        files.append(_File(out / f"{stem}-{quant}.gguf", quant, "gguf", source))
+        with _timed(timings, f"quantize_{quant}_s"):
+            quantize(files[0].path, files[-1].path, quant, config.threads)
+        ctx.progress(next(done), len(steps), "steps", f"quantised {quant}")
+    for f in files:
+        f.subject = make_subject(f"{stem} {f.quant}", "quant", _recipe(config, "gguf", f.path))
+    if config.lora_gguf:
+        # llama.cpp applies the adapter at load time, so it is checked on a GGUF of the unmerged base
+        base_file = convert(base, out / f"{base.name}-base-{outtype}.gguf")
+        base_recipe = {"model": config.model, "adapter": None, "scale": 1.0, "merge": None, "format": "gguf",
+                       "file": str(base_file.resolve())}
+        files.append(_File(base_file, outtype, "gguf", base, make_subject(f"{base.name} {outtype}", "base", base_recipe)))
+        lora = export_lora(llama_dir, base, config.adapter, out / f"{stem}-lora-{outtype}.gguf", config.outtype)
+        files.append(_File(lora, f"LORA-{outtype}", "gguf_lora", source,
+                           llama_args={"lora_path": str(lora), "lora_scale": config.scale},
+                           extra={"base_file": base_file.name, "lora_scale": config.scale}))
+        ctx.progress(next(done), len(steps), "steps", "adapter GGUF written")
+
+    checks: dict[Path, dict] = {}
+    if config.verify:
+        references = {}
+        with _timed(timings, "verify_s"):
+            for f in files:
+                if f.reference not in references:
+                    references[f.reference] = hf_reference(f.reference, texts, config.probe_tokens, config.device)
+                loaded = base_file if f.kind == "gguf_lora" else f.path
+                checks[f.path] = fidelity(loaded, references[f.reference], config.threads, **f.llama_args)
+        ctx.progress(next(done), len(steps), "steps", "verified")
+
+    report = {"reference": str(source), "probes": {"file": config.probes or "assets/export/probes.txt",
+                                                   "sha256": probes_sha, "count": len(texts),
+                                                   "max_tokens": config.probe_tokens},
+              "timings_s": timings, "files": []}
+    for f in files:
+        entry = {"file": f.path.name, "quant": f.quant, "bytes": f.path.stat().st_size, "reference": str(f.reference),
+                 "subject": f.subject["id"] if f.subject else None, **f.extra, **checks.get(f.path, {})}
+        report["files"].append(entry)
+        ctx.artifact(f.path, f.kind, quant=f.quant, kl=entry.get("kl"), top1=entry.get("top1"), subject=f.subject,
+                     verification={k: entry[k] for k in ("kl_max", "positions", "tokenizer_match") if k in entry},
+                     **f.extra)
+        if "kl" in entry:
+            ctx.log(f"{f.path.name}: {entry['bytes'] / 2**20:.2f} MiB, KL {entry['kl']:.2e}, top-1 "
+                    f"{entry['top1']:.3f}, tokenizer match {entry['tokenizer_match']:.2f}")
+    for key, seconds in timings.items():
+        ctx.metric(f"export/{key}", seconds)
+    write_json(out / "verify.json", report)
+    ctx.artifact(out / "verify.json", "gguf_report")
