@@ -125,9 +125,10 @@ class Synthesis:
         self.cfg, self.prompts = cfg, prompts
         t = cfg.teacher
         self.teacher = TeacherClient(t)
+        j = cfg.judge
         self.judge = TeacherClient(t.model_copy(update={
-            "url": cfg.judge.url or t.url, "model": cfg.judge.model or t.model,
-            "api_key_env": cfg.judge.api_key_env or t.api_key_env, "max_tokens": 64})) if cfg.judge.enabled else None
+            "url": j.url or t.url, "model": j.model or t.model, "api_key_env": j.api_key_env or t.api_key_env,
+            "max_tokens": j.max_tokens})) if j.enabled else None
         self.structured = t.structured != "off"
         chars = t.max_chars or 3 * t.max_tokens
         self.schemas = {
@@ -140,6 +141,7 @@ class Synthesis:
             "judge": _object(verdict={"type": "string", "enum": ["yes", "no"]}),
         }
         self.stages = {name: Counter() for name in ("entities", *KINDS, "judge")}
+        self.verdicts = {kind: Counter() for kind in KINDS}
         self.unfinished: set[str] = set()  # chunks with a request that failed past its retries
 
     def _body(self, client: TeacherClient, prompt: str, schema: str, seed: tuple | None) -> dict:
@@ -199,7 +201,7 @@ class Synthesis:
             faithful, outcome = parse_verdict(reply)
             verdict = {True: "yes", False: "no"}.get(faithful, "failed" if outcome == "failed" else "unclear")
             self._count("judge", outcome, c.chunk)
-            self.stages[c.kind][f"judge_{verdict}"] += 1
+            self.verdicts[c.kind][f"judge_{verdict}"] += 1
             if faithful or (verdict == "unclear" and self.cfg.judge.on_unparseable == "keep"):
                 kept.append(c)
         return kept
@@ -238,6 +240,27 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+def _filter(rows: list[dict], kinds: dict[str, Counter], threshold: float, index, spans, progress):
+    """The rows left after exact/near-duplicate removal (first occurrence wins) and the guard, and the guard's
+    report; drops and kept tokens are counted per kind."""
+    dups = NearDuplicates(threshold)
+    unique = []
+    for row in rows:
+        why = dups.check(row["text"])
+        if why:
+            kinds[row["kind"]][f"{why}_dup"] += 1
+        else:
+            unique.append(row)
+    result = index.check([[r["text"]] for r in unique], lambda done, total: progress(done, total, "guard"))
+    kept = []
+    for row, ok in zip(unique, result.keep()):
+        kinds[row["kind"]]["kept" if ok else "guard"] += 1
+        if ok:
+            kept.append(row)
+            kinds[row["kind"]]["tokens"] += len(spans(row["text"]))
+    return kept, result.report([{**r["source"], "kind": r["kind"]} for r in unique])
+
+
 def build_entigraph(cfg: EntigraphConfig, out: Path, report_path: Path,
                     progress: Callable[[int, int, str], None], log: Callable[[str], None]) -> dict:
     prompts = load_prompts(cfg.prompts)
@@ -257,31 +280,12 @@ def build_entigraph(cfg: EntigraphConfig, out: Path, report_path: Path,
         candidates += syn.judged(syn.variants(window, names))
         progress(start + len(window), len(chunks), "chunks")
 
-    rows = [{"text": d.text, "source": {"id": d.id, "licence": d.licence, "file": d.file,
-                                        **({"title": d.title} if d.title else {})}, "kind": "source"}
-            for d in docs] if cfg.keep_source else []
-    rows += [c.row() for c in candidates]
+    rows = [{"text": d.text, "source": d.source(), "kind": "source"} for d in docs] if cfg.keep_source else []
     kinds = {k: Counter() for k in (("source",) if cfg.keep_source else ()) + KINDS}
     for kind in KINDS:
-        kinds[kind].update({k: v for k, v in syn.stages[kind].items() if k.startswith("judge_")})
-    dups = NearDuplicates(cfg.near_dup_threshold)
-    unique = []
-    for row in rows:
-        why = dups.check(row["text"])
-        if why:
-            kinds[row["kind"]][f"{why}_dup"] += 1
-        else:
-            unique.append(row)
-    result = index.check([[r["text"]] for r in unique], lambda done, total: progress(done, total, "guard"))
-    guard_report = result.report([{**r["source"], "kind": r["kind"]} for r in unique])
-    kept = []
-    for row, ok in zip(unique, result.keep()):
-        if not ok:
-            kinds[row["kind"]]["guard"] += 1
-            continue
-        kept.append(row)
-        kinds[row["kind"]]["kept"] += 1
-        kinds[row["kind"]]["tokens"] += len(spans(row["text"]))
+        kinds[kind].update(syn.verdicts[kind])
+    kept, guard_report = _filter(rows + [c.row() for c in candidates], kinds, cfg.near_dup_threshold, index, spans,
+                                 progress)
 
     synthetic = sum(k["tokens"] for name, k in kinds.items() if name != "source")
     source_tokens = sum(doc_tokens.values())

@@ -38,6 +38,10 @@ class Document:
     file: str
     title: str | None = None
 
+    def source(self) -> dict:
+        out = {"id": self.id, "licence": self.licence, "file": self.file}
+        return {**out, "title": self.title} if self.title else out
+
 
 @dataclass(frozen=True)
 class Chunk:
@@ -52,8 +56,7 @@ class Chunk:
 
     def source(self) -> dict:
         """Provenance written with every synthetic line made from this chunk."""
-        out = {"id": self.doc.id, "chunk": self.index, "licence": self.doc.licence, "file": self.doc.file}
-        return {**out, "title": self.doc.title} if self.doc.title else out
+        return {**self.doc.source(), "chunk": self.index}
 
 
 def _files(entry: CorpusSource) -> list[Path]:

@@ -57,6 +57,7 @@ structured = "off"               # json_object / json_schema: constrain replies 
 
 [judge]                          # faithfulness filter; url/model/api_key_env default to the teacher's
 enabled = true
+max_tokens = 64                  # verdicts are one word
 on_unparseable = "drop"
 
 [variants]                       # requests per chunk by kind: 5-20 in all

@@ -46,6 +46,7 @@ class JudgeFilter(JobConfig):
     model: str | None = Field(None, description="judge model id (default: the teacher's)")
     api_key_env: str | None = Field(None, description="environment variable with the judge's key (default: the "
                                                       "teacher's)")
+    max_tokens: int = Field(64, ge=8, description="longest verdict reply")
     on_unparseable: Literal["drop", "keep"] = Field("drop", description="a reply that is neither yes nor no")
 
 
@@ -84,8 +85,10 @@ class TeacherClient(JudgeClient):
     def ask(self, bodies: list[dict]) -> list[Reply]:
         """One reply per body, in order; identical bodies are sent once."""
         keys = [request_key(b) for b in bodies]
-        unique = list(dict.fromkeys(keys))
-        first = {k: bodies[keys.index(k)] for k in unique}
+        first: dict[str, dict] = {}
+        for key, body in zip(keys, bodies):
+            first.setdefault(key, body)
+        unique = list(first)
         fresh = {k for k in unique if not self._path(k).is_file()}
         contents = dict(zip(unique, self.complete_all([first[k] for k in unique])))
         replies = {}
