@@ -37,11 +37,12 @@ def run_once(url: str, corpus: Path, concurrency: int, tmp: Path) -> dict:
     report = build_entigraph(cfg, tmp / "out.jsonl", tmp / "report.json", lambda *a: None, lambda m: None)
     wall = time.perf_counter() - start
     t, j = report["teacher"], report["judge"]
-    return {"concurrency": concurrency, "wall_s": round(wall, 1), "requests": t["requests"] + j["requests"],
-            "completion_tokens": t["tokens_out"] + j["tokens_out"], "synthetic_tokens": report["total"]["synthetic_tokens"],
-            "synthetic_tokens_per_min": round(report["total"]["synthetic_tokens"] / wall * 60),
-            "completion_tokens_per_s": round((t["tokens_out"] + j["tokens_out"]) / wall, 1),
-            "requests_per_s": round((t["requests"] + j["requests"]) / wall, 2)}
+    requests, completion = t["requests"] + j["requests"], t["tokens_out"] + j["tokens_out"]
+    synthetic = report["total"]["synthetic_tokens"]
+    return {"concurrency": concurrency, "wall_s": round(wall, 1), "requests": requests,
+            "completion_tokens": completion, "synthetic_tokens": synthetic,
+            "synthetic_tokens_per_min": round(synthetic / wall * 60),
+            "completion_tokens_per_s": round(completion / wall, 1), "requests_per_s": round(requests / wall, 2)}
 
 
 def main() -> None:
