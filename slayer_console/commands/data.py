@@ -39,12 +39,12 @@ def _pairs(values: tuple[str, ...], option: str) -> dict[str, str | None]:
 
 @contextmanager
 def _progress(quiet: bool):
-    """A rich progress bar on stderr; yields the builders' progress(done, total, label) callback."""
+    """A rich progress bar on stderr (a terminal only); yields the builders' progress(done, total, label)."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=Console(stderr=True), disable=quiet, transient=True) as bar:
+                  console=Console(stderr=True), disable=quiet or not sys.stderr.isatty(), transient=True) as bar:
         task = bar.add_task("reading", total=None)
         yield lambda done, total, label: bar.update(task, completed=done, total=total, description=label)
 
