@@ -78,7 +78,7 @@ class JobContext:
     """What a job sees: its run directory, its outputs folder, and typed emitters for its events."""
 
     def __init__(self, run_dir: Path, writer: EventWriter):
-        self.run_dir = Path(run_dir)
+        self.run_dir = Path(run_dir).resolve()  # artifacts are recorded relative to it, whatever the cwd
         self.outputs = self.run_dir / "outputs"
         self.outputs.mkdir(parents=True, exist_ok=True)
         self.run_id = writer.run_id
