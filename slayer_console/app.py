@@ -81,8 +81,10 @@ class SlayerApp(WorkerErrors, App):
 
     def on_mount(self) -> None:
         self._update_subtitle()
-        self.poll_store()
-        self.load_kinds()
+        # After the first frame: opening the store imports SQLAlchemy and checks migrations, which
+        # would otherwise compete with the first paint for the interpreter.
+        self.call_after_refresh(self.poll_store)
+        self.call_after_refresh(self.load_kinds)
 
     @work(thread=True, group="kinds", exit_on_error=False)
     def load_kinds(self) -> None:

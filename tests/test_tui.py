@@ -69,7 +69,7 @@ async def test_accept_a_checkpoint_with_a_reason(campaign):
         assert d.snapshot["row"]["name"] == "ckpt-1600" and d.snapshot["lambda"] == 1.0
         # the table shows it without a refresh key
         await until(pilot, lambda: app.screen.grid.table.row(d.subject_id).decision == "accept", what="✓ in the table")
-        assert "✓" in str(app.screen.grid.get_cell(d.subject_id, "mark"))
+        assert "✓" in app.screen.grid.cell_label(d.subject_id, "mark")
 
 
 async def test_reject_and_the_override_rule_on_fail(campaign):
@@ -150,14 +150,13 @@ async def test_narrow_terminal_collapses_axes(campaign):
     app = make_app(campaign, poll_s=0.25)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_deltas(pilot)
-        keys = [c.value for c in screen.grid.columns]
-        assert "a:code" in keys and "g:mbpp" not in keys
+        assert "a:code" in screen.grid.column_keys and "g:mbpp" not in screen.grid.column_keys
         await move_to(pilot, "ckpt-3200")
         while screen.grid.focused()[1] != "a:code":
             await pilot.press("l")
         assert "code worst: mbpp -15.0 pp" in str(screen.query_one("#deltas-detail").render())
         await pilot.press("z")
-        await until(pilot, lambda: "g:mbpp" in [c.value for c in screen.grid.columns], what="expanded axes")
+        await until(pilot, lambda: "g:mbpp" in screen.grid.column_keys, what="expanded axes")
 
 
 async def test_palette_finds_a_subject(campaign):

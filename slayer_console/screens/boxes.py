@@ -184,7 +184,7 @@ class BoxesScreen(ModeScreen):
         self._busy(box.name, "checking…")
         try:
             if box.kind == "local":
-                report = await check_local()
+                report = await check_local(self.app.settings.home)
             else:
                 report = await check_box(box, self.app.settings.home, confirm=self.app.confirm_host_key)
             self.app.box_reports[box.name] = report
@@ -234,8 +234,8 @@ class BoxesScreen(ModeScreen):
         self.app.call_from_thread(self.reload)
 
 
-async def check_local():
-    """The local box's report: the same probe, run here without SSH."""
+async def check_local(home):
+    """The local box's report: the same probe, run here without SSH (disk free where $SLAYER_HOME is)."""
     import asyncio
     import shlex
     import sys
@@ -243,7 +243,7 @@ async def check_local():
     from remotes.boxes import LOCAL
     from remotes.check import PY_PROBE, SH_PROBE, parse_probe
 
-    script = SH_PROBE.format(wd=".", python=sys.executable, probe=shlex.quote(PY_PROBE))
+    script = SH_PROBE.format(wd=shlex.quote(str(home)), python=sys.executable, probe=shlex.quote(PY_PROBE))
     proc = await asyncio.create_subprocess_shell(script, stdout=asyncio.subprocess.PIPE,
                                                  stderr=asyncio.subprocess.STDOUT)
     out, _ = await proc.communicate()

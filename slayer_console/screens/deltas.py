@@ -9,7 +9,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
-from textual.widgets import DataTable, Static
+from textual.widgets import Static
 
 from slayer_console.screens.base import ModeScreen
 from slayer_console.screens.decide import DecideDialog
@@ -102,7 +102,7 @@ class DeltasScreen(ModeScreen):
         if self.table is None:
             title.update("No experiment with subjects yet: run gates on a base and a checkpoint "
                          "(3 Jobs, n) or `slayer demo`.")
-            self.grid.clear(columns=True)
+            self.grid.clear()
             return
         self.view = replace(self.view, collapsed=self.is_collapsed())
         self.grid.show(self.table, self.view, self.best_id)
@@ -116,7 +116,7 @@ class DeltasScreen(ModeScreen):
         if self.collapse_choice is not None:
             return self.collapse_choice
         gates = [g for g in self.table.gates if self.view.axis in (None, g[1])]
-        return needed_width(replace(self.table, gates=gates)) > self.size.width
+        return needed_width(len(gates)) > self.size.width
 
     def on_resize(self) -> None:
         if self.table is not None and self.collapse_choice is None and self.is_collapsed() != self.view.collapsed:
@@ -141,7 +141,7 @@ class DeltasScreen(ModeScreen):
             self.pending_focus = subject_id
 
     # -- the detail line --------------------------------------------------------------------------
-    @on(DataTable.CellHighlighted, "#deltas-grid")
+    @on(DeltaGrid.CursorMoved, "#deltas-grid")
     def _cell_moved(self) -> None:
         self.update_detail()
         self.refresh_bindings()

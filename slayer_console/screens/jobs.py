@@ -119,8 +119,8 @@ class JobsScreen(ModeScreen):
         elif run.box == "local":
             log.follow(Path(run.run_dir) / "log.txt", header=f"── {run.id} log.txt ──")
         else:
-            log.follow(None)
-            log.write_line(f"── {run.id} runs on box {run.box}: its log stays there; events are followed live ──")
+            log.follow(None, header=f"── {run.id} runs on box {run.box}: its log stays there; "
+                                    f"its events are followed live ──")
 
     # -- actions ----------------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple) -> bool | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
@@ -27,12 +28,11 @@ class ParetoScreen(ModalScreen[None]):
     def on_mount(self) -> None:
         self.query_one(ParetoPlot).draw(self.table, self.best_id)
 
-    def frontier_text(self) -> str:
+    def frontier_text(self) -> Text:
         from store.deltas import pareto_frontier
 
-        lines = ["[b]frontier[/b] (gain / worst drop / score)"]
+        text = Text("frontier", style="bold") + Text(" (gain / worst drop / score)\n")
         for r in pareto_frontier(self.table):
-            star = "★ " if r.subject_id == self.best_id else "  "
-            lines.append(f"{star}{r.name}  {r.style_gain_pp or 0:+.1f} / {r.worst_regression_pp or 0:+.1f}"
-                         f" / {r.score:.1f}")
-        return "\n".join(lines)
+            text.append("★ " if r.subject_id == self.best_id else "  ", style="bold yellow")
+            text.append(f"{r.name}  {r.style_gain_pp or 0:+.1f} / {r.worst_regression_pp or 0:+.1f} / {r.score:.1f}\n")
+        return text

@@ -28,16 +28,18 @@ class LogTail(Log):
         super().__init__(max_lines=5000, **kwargs)
         self.poll_s = poll_s
         self.log_path: Path | None = None
+        self.header = ""
         self.read_offset = 0
 
     def on_mount(self) -> None:
         self.set_interval(self.poll_s, self.poll)
 
     def follow(self, path: Path | None, header: str = "") -> None:
-        if path == self.log_path:
+        """Show `header`, then the tail of `path` (None: just the header) as it grows."""
+        if (path, header) == (self.log_path, self.header):
             return
         self.clear()
-        self.log_path, self.read_offset = path, -1  # -1: first read starts near the end
+        self.log_path, self.header, self.read_offset = path, header, -1  # -1: first read starts near the end
         if header:
             self.write_line(header)
         self.poll()

@@ -17,15 +17,16 @@ def verdict_text(verdict: str | None) -> Text:
     return Text(verdict + VERDICT_MARK.get(verdict, ""), style=VERDICT_STYLE.get(verdict, ""))
 
 
-def delta_text(cell) -> Text:
-    """A delta cell: `+1.3`, `-2.1✗`; base value for the base row; `—` when there is nothing to compare."""
+def delta_label(cell) -> tuple[str, str]:
+    """A delta cell as (text, style): `+1.3`, `-2.1✗`; the base row shows its own value; `—` when there
+    is nothing to compare."""
     if cell is None:
-        return Text("")
+        return "", ""
     if cell.verdict == "BASE":
-        return Text("" if cell.value is None else f"{cell.value:.3g}", style="dim")
+        return ("" if cell.value is None else f"{cell.value:.3g}"), "dim"
     if cell.delta_pp is None:
-        return Text(VERDICT_MARK.get(cell.verdict, "—"), style=VERDICT_STYLE.get(cell.verdict, "dim"))
-    return Text(f"{number(cell.delta_pp)}{VERDICT_MARK.get(cell.verdict, ' ')}", style=VERDICT_STYLE[cell.verdict])
+        return VERDICT_MARK.get(cell.verdict, "—"), VERDICT_STYLE.get(cell.verdict, "dim")
+    return f"{number(cell.delta_pp)}{VERDICT_MARK.get(cell.verdict, '')}", VERDICT_STYLE[cell.verdict]
 
 
 def number(value: float | None, fmt: str = "+.1f") -> str:
