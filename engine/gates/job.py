@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field, model_validator
 
 from engine.gates.backend import SubjectSpec
+from engine.gates.judge_client import JudgeSettings
 from engine.jobs import JobConfig, job_kind
 
 
@@ -22,6 +23,8 @@ class GateJobConfig(JobConfig):
     allow_code_exec: bool = Field(False, description="run model-generated programs (mbpp, humaneval)")
     samples: str | None = Field(None, description="per-item audit file (JSONL), relative to outputs/")
     out: str | None = Field(None, description="write results/ here instead of under the run's outputs/")
+    judge: JudgeSettings | None = Field(None, description="judge endpoint for judged gates (style_judge, en_chat, "
+                                                          "xstest); default: SLAYER_JUDGE_URL / SLAYER_JUDGE_MODEL")
 
     @model_validator(mode="after")
     def _names(self):
@@ -45,6 +48,12 @@ device = "cpu"                # cuda on a GPU box
 batch_size = 8
 allow_code_exec = false       # mbpp / humaneval run generated code only when true
 samples = "samples.jsonl"     # per-item audit lines (log-likelihoods, pred, gold), under outputs/
+
+# [judge]                     # judged gates (style_judge, en_chat; xstest's classifier): any OpenAI-compatible API
+# url = "http://127.0.0.1:8000/v1"
+# model = "Qwen/Qwen3.5-122B-A10B"
+# api_key_env = "SLAYER_JUDGE_API_KEY"   # the key is read from this variable, never stored
+# concurrency = 8
 
 # [files]                     # offline boxes: gate name -> local jsonl/json/csv/tsv/parquet with the same columns
 # polish_psc = "/data/klej-psc/test.parquet"
@@ -80,7 +89,7 @@ def run_gate_job(config: GateJobConfig, ctx) -> None:
         limit=config.limit, device=config.device, batch_size=config.batch_size,
         allow_code_exec=config.allow_code_exec, samples_path=samples,
         progress=lambda done, total, label: ctx.progress(done, total, "items", label),
-        on_result=ctx.gate_result, log=ctx.log)
+        on_result=ctx.gate_result, log=ctx.log, judge=config.judge)
     several = len(config.subjects) > 1
     for result in results:
         ctx.artifact(result_path(out, result["subject"], result["gate"], several).resolve(), "gate_result")

@@ -44,29 +44,37 @@ def argmax(values: list[float]) -> int:
     return max(range(len(values)), key=lambda i: (values[i], -i))
 
 
-@scorer("likelihood", version="1", metrics=lambda gate: METRICS)
-def score_likelihood(items, backend, settings: ScoreSettings) -> ScoreOutput:
-    gate = items.gate
-    encode = lambda text: backend.encode(text, gate.bos)  # noqa: E731
-    choices = [gate.choices_for(row) for row in items.rows]
+def continuation_loglikelihoods(prompts: list[str], continuations: list[list[str]], backend, bos: bool,
+                                settings: ScoreSettings) -> list[list[float]]:
+    """Summed log-probability of each item's continuations after its prompt: one shared context per item (one
+    group per choice when a choice overflows the model). Progress is reported in items."""
+    encode = lambda text: backend.encode(text, bos)  # noqa: E731
     groups, owner = [], []
-    for i, (prompt, item_choices) in enumerate(zip(items.prompts(), choices)):
-        ctx, conts = encode_item(prompt, [gate.target_delimiter + c for c in item_choices], encode)
-        for group in item_groups(ctx, conts, backend.max_length):
+    for i, (prompt, conts) in enumerate(zip(prompts, continuations)):
+        ctx, encoded = encode_item(prompt, conts, encode)
+        for group in item_groups(ctx, encoded, backend.max_length):
             groups.append(group)
             owner.append(i)
-    n, done = len(items.rows), 0
+    n, done = len(prompts), 0
 
     def on_batch(count: int) -> None:
         nonlocal done
         done += count
         settings.progress(done * n // len(groups), n)
 
-    start_tokens, start_padded = backend.tokens_computed, backend.tokens_padded
-    scores = backend.loglikelihoods(groups, settings.batch_size, on_batch)
     lls: list[list[float]] = [[] for _ in range(n)]
-    for i, group_scores in zip(owner, scores):
+    for i, group_scores in zip(owner, backend.loglikelihoods(groups, settings.batch_size, on_batch)):
         lls[i].extend(group_scores)
+    return lls
+
+
+@scorer("likelihood", version="1", metrics=lambda gate: METRICS)
+def score_likelihood(items, backend, settings: ScoreSettings) -> ScoreOutput:
+    gate = items.gate
+    choices = [gate.choices_for(row) for row in items.rows]
+    start_tokens, start_padded = backend.tokens_computed, backend.tokens_padded
+    lls = continuation_loglikelihoods(items.prompts(), [[gate.target_delimiter + c for c in cs] for cs in choices],
+                                      backend, gate.bos, settings)
 
     golds = items.golds()
     preds = [argmax(ll) for ll in lls]

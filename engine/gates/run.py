@@ -19,6 +19,7 @@ from engine.errors import SpecError
 from engine.gates.backend import SubjectSpec, check_device, open_backend
 from engine.gates.code_exec import refuse_unless_allowed
 from engine.gates.data import GateItems, load_items
+from engine.gates.judge_client import MODEL_ENV, URL_ENV, JudgeSettings, judge_from_env
 from engine.gates.scoring import ScoreSettings, get_scorer
 from engine.gates.spec import Gate, load_gate, load_suite
 
@@ -32,6 +33,7 @@ def resolve_gates(suite: str | None, names: list[str]) -> list[Gate]:
     gates = load_suite(suite) if suite else []
     for name in names:
         gates.append(load_gate(name))
+    gates = [available_gate(g) for g in gates]
     seen, unique = set(), []
     for gate in gates:
         if gate.name not in seen:
@@ -40,6 +42,26 @@ def resolve_gates(suite: str | None, names: list[str]) -> list[Gate]:
     if not unique:
         raise SpecError("no gates to run: name a suite or at least one gate")
     return unique
+
+
+def available_gate(gate: Gate) -> Gate:
+    """The gate, or its `options.fallback` gate when the gate's scorer cannot run on this machine
+    (pl_grammar without a LanguageTool → pl_spelling): a different gate name, metric and fingerprint."""
+    fallback = gate.options.get("fallback")
+    check = get_scorer(gate.scorer, str(gate.source)).unavailable
+    if fallback and check and check(gate):
+        return available_gate(load_gate(fallback))
+    return gate
+
+
+def base_first(subjects: list[SubjectSpec], gates: list[str]) -> list[SubjectSpec]:
+    """The run's one base subject, then the others: pairwise gates compare every subject with the base."""
+    bases = [s for s in subjects if s.kind == "base"]
+    if len(bases) != 1:
+        found = f"{len(bases)} ({', '.join(s.name for s in bases)})" if bases else "none"
+        raise SpecError(f"gate {gates[0]} compares every subject with the base: the run needs exactly one subject "
+                        f"with kind = \"base\" (found {found})")
+    return bases + [s for s in subjects if s is not bases[0]]
 
 
 def write_json(path: Path, data) -> None:
@@ -63,19 +85,25 @@ def _breakdown(items: GateItems, outcomes: list[float]) -> dict:
 
 
 def score_gate(items: GateItems, backend, subject: dict, batch_size: int, allow_code_exec: bool,
-               progress: Callable[[int, int], None]) -> tuple[dict, list[dict]]:
-    """One gate on one loaded subject: (the result, the per-item audit records)."""
+               progress: Callable[[int, int], None], *, judge=None, is_base: bool = False,
+               shared: dict | None = None) -> tuple[dict, list[dict]]:
+    """One gate on one loaded subject: (the result, the per-item audit records).
+
+    `judge` (JudgeSettings) is the run's judge endpoint, `is_base` says this subject is the run's base,
+    `shared` is the run's dict that pairwise scorers keep the base's answers in.
+    """
     gate = items.gate
     scorer = get_scorer(gate.scorer, str(gate.source))
     started = time.perf_counter()
-    out = scorer.run(items, backend, ScoreSettings(batch_size, allow_code_exec, progress))
+    out = scorer.run(items, backend, ScoreSettings(batch_size, allow_code_exec, progress, judge, subject, is_base,
+                                                   {} if shared is None else shared))
     elapsed = time.perf_counter() - started
     n = len(items.rows)
     outcomes = out.per_item.get(gate.primary) or out.per_item.get("acc") or []
     fingerprint = {"dataset_hash": items.content_hash, "n": n, "seed": gate.seed, "template_hash": gate.template_hash(),
                    "scorer": gate.scorer, "scorer_version": scorer.version, "backend": backend.name,
                    "dtype": backend.dtype, "batch_size": batch_size, "bos": gate.bos, "fewshot": gate.fewshot.k,
-                   "harness_version": engine.__version__}
+                   "harness_version": engine.__version__, **out.fingerprint}
     result = {"subject": subject, "gate": gate.name, "axis": gate.axis, "scorer": gate.scorer,
               "metrics": {m: out.metrics[m] for m in gate.metrics}, "primary": gate.primary,
               "higher_is_better": gate.higher_is_better, "stderr": {m: out.stderr.get(m, 0.0) for m in gate.metrics},
@@ -91,7 +119,7 @@ def score_gate(items: GateItems, backend, subject: dict, batch_size: int, allow_
 
 def prepare_items(gates: list[Gate], files: dict[str, str] | None = None,
                   fewshot_files: dict[str, str] | None = None, limit: int = 0, allow_code_exec: bool = False,
-                  device: str = "cpu") -> list[GateItems]:
+                  device: str = "cpu", judge=None) -> list[GateItems]:
     """Check the run's settings and load every gate's items (SpecError on the first problem)."""
     check_device(device)
     files, fewshot_files = files or {}, fewshot_files or {}
@@ -102,6 +130,9 @@ def prepare_items(gates: list[Gate], files: dict[str, str] | None = None,
     for gate in gates:
         if get_scorer(gate.scorer, str(gate.source)).runs_code:
             refuse_unless_allowed(gate, allow_code_exec)
+        if get_scorer(gate.scorer, str(gate.source)).needs_judge and (judge or judge_from_env()) is None:
+            raise SpecError(f"gate {gate.name}: needs a judge endpoint: set [judge] url and model in the job "
+                            f"(or {URL_ENV} and {MODEL_ENV} in the environment)")
     return [load_items(g, files.get(g.name), limit, fewshot_files.get(g.name)) for g in gates]
 
 
@@ -111,14 +142,20 @@ def run_gates(subjects: list[SubjectSpec], gates: list[Gate], out_dir: str | os.
               samples_path: str | os.PathLike | None = None,
               progress: Callable[[int, int, str], None] | None = None,
               on_result: Callable[[dict], None] | None = None,
-              log: Callable[[str], None] | None = None) -> list[dict]:
+              log: Callable[[str], None] | None = None, judge: JudgeSettings | None = None) -> list[dict]:
     """Score every subject on every gate; returns the results (also written under OUT/results/).
 
     Every gate's data is loaded and checked before any model, so a bad file fails in seconds.
     `progress(done, total, label)` is called once per batch, `on_result(result)` once per pair.
+    `judge` defaults to SLAYER_JUDGE_URL / SLAYER_JUDGE_MODEL from the environment. With a pairwise gate
+    (style_judge, en_chat) the subject with kind = "base" is scored first and the others are compared with it.
     """
-    loaded = prepare_items(gates, files, fewshot_files, limit, allow_code_exec, device)
-    results, audit = [], []
+    judge = judge or judge_from_env()
+    loaded = prepare_items(gates, files, fewshot_files, limit, allow_code_exec, device, judge)
+    pairwise = [i.gate.name for i in loaded if get_scorer(i.gate.scorer).pairwise]
+    if pairwise:
+        subjects = base_first(subjects, pairwise)
+    results, audit, shared = [], [], {}
     for spec in subjects:
         subject = spec.subject()
         backend = open_backend(spec, device)
@@ -127,7 +164,8 @@ def run_gates(subjects: list[SubjectSpec], gates: list[Gate], out_dir: str | os.
                 label = f"{spec.name} · {items.gate.name}"
                 report = (lambda done, total, label=label: progress(done, total, label)) if progress else \
                     (lambda done, total: None)
-                result, samples = score_gate(items, backend, subject, batch_size, allow_code_exec, report)
+                result, samples = score_gate(items, backend, subject, batch_size, allow_code_exec, report, judge=judge,
+                                             is_base=spec.kind == "base", shared=shared)
                 write_json(result_path(Path(out_dir), subject, items.gate.name, len(subjects) > 1), result)
                 results.append(result)
                 if samples_path:

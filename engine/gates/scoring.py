@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from engine.errors import SpecError
 
@@ -16,6 +16,11 @@ SCORER_MODULES = [
     "engine.gates.likelihood",
     "engine.gates.generate",
     "engine.gates.code_exec",
+    "engine.gates.style",
+    "engine.gates.judge",
+    "engine.gates.grammar",
+    "engine.gates.ifeval",
+    "engine.gates.safety",
 ]
 
 
@@ -24,6 +29,10 @@ class ScoreSettings:
     batch_size: int = 8
     allow_code_exec: bool = False
     progress: Callable[[int, int], None] = lambda done, total: None  # items done, items total
+    judge: Any = None  # engine.gates.judge_client.JudgeSettings when the run has a judge endpoint
+    subject: dict | None = None  # the subject being scored
+    is_base: bool = False  # it is the run's base, which pairwise scorers compare every other subject with
+    shared: dict = field(default_factory=dict)  # one per run: what a scorer keeps across subjects (base answers)
 
 
 @dataclass
@@ -35,6 +44,7 @@ class ScoreOutput:
     golds: list[int] | None = None
     samples: list[dict] = field(default_factory=list)  # per-item audit records: numbers only, no text
     stats: dict = field(default_factory=dict)  # tokens computed etc.
+    fingerprint: dict = field(default_factory=dict)  # what else decides the score (judge model, checker, …)
 
 
 @dataclass(frozen=True)
@@ -44,17 +54,20 @@ class Scorer:
     run: Callable  # run(items: GateItems, backend, settings: ScoreSettings) -> ScoreOutput
     metrics: Callable  # metrics(gate) -> set of metric names this scorer reports for the gate
     runs_code: bool = False  # needs the gate run's explicit allow_code_exec
+    pairwise: bool = False  # compares each subject with the run's base (kind = "base"), which is scored first
+    needs_judge: bool = False  # calls the judge endpoint: the run must name one
+    unavailable: Callable | None = None  # unavailable(gate) -> why it cannot run here, or None; see resolve_gates
 
 
 _REGISTRY: dict[str, Scorer] = {}
 _loaded = False
 
 
-def scorer(name: str, version: str, metrics: Callable, runs_code: bool = False):
-    """Decorator: register `fn(items, backend, settings) -> ScoreOutput` as scorer `name`."""
+def scorer(name: str, version: str, metrics: Callable, runs_code: bool = False, **traits):
+    """Decorator: register `fn(items, backend, settings) -> ScoreOutput` as scorer `name` (traits: see Scorer)."""
 
     def register(fn):
-        _REGISTRY[name] = Scorer(name, version, fn, metrics, runs_code)
+        _REGISTRY[name] = Scorer(name, version, fn, metrics, runs_code, **traits)
         return fn
 
     return register
