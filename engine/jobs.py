@@ -168,7 +168,9 @@ def _toml_key(k: str) -> str:
 
 
 def dumps_toml(data: dict, prefix: str = "") -> str:
-    """A small TOML writer (stdlib has only a reader): scalars first, then one [table] per dict."""
+    """A small TOML writer (stdlib has only a reader): scalars first, then one [table] per dict.
+    None values are left out (TOML has no null; an absent key takes the field's default)."""
+    data = {k: v for k, v in data.items() if v is not None}
     lines = [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, dict)]
     for k, v in data.items():
         if isinstance(v, dict):

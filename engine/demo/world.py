@@ -165,7 +165,7 @@ def write_world(out: Path, seed: int = 0, n_test: int = 40, n_train: int = 160, 
     """Write every file of the demo world under `out`; returns {name: path}."""
     rng = random.Random(seed)
     out.mkdir(parents=True, exist_ok=True)
-    facts, sums = general_facts(), arithmetic(rng, 40)
+    facts, sums = general_facts(), arithmetic(rng, 81)
     files = {
         "pretrain": out / "general" / "pretrain.txt",
         "facts_test": _jsonl(out / "general" / "facts_test.jsonl", _arc_rows(facts, rng)),
@@ -173,7 +173,7 @@ def write_world(out: Path, seed: int = 0, n_test: int = 40, n_train: int = 160, 
         "general_sft": _jsonl(out / "general" / "general_sft.jsonl",
                               [{"prompt": f"Question: {other}", "response": a} for _, a, _, other in facts + sums]),
         "replay_prompts": _jsonl(out / "general" / "replay_prompts.jsonl",
-                                 [{"prompt": f"Question: {other}", "skill": "math" if "+" in other else "en_knowledge"}
+                                 [{"prompt": f"Question: {other}\nAnswer:", "skill": "math" if "+" in other else "en_knowledge"}
                                   for _, _, _, other in facts + sums]),
     }
     files["pretrain"].write_text("\n\n".join(pretraining_text(facts, sums, rng, pretrain_repeats)) + "\n",
