@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
-from train_fixtures import ROOT, chat_file, of_type, read_events, spec_file, tiny_model
+from train_fixtures import chat_file, of_type, run_in_process, tiny_model
 
 
 def test_two_cpu_processes_train_the_tiny_model_end_to_end(tmp_path):
     run_dir = tmp_path / "run"
-    spec = spec_file(tmp_path / "job.toml", "train.sft", model=tiny_model(),
-                     data=str(chat_file(tmp_path / "chat.jsonl", n=16)), launcher="accelerate", num_processes=2,
-                     training={"epochs": 1.0, "save_steps": 100})
-    proc = subprocess.run([sys.executable, "-m", "engine", "run", str(spec), "--run-dir", str(run_dir)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)
-    events = read_events(run_dir)
-    assert proc.returncode == 0, (run_dir / "log.txt").read_text()[-3000:]
+    status, events = run_in_process(run_dir, "train.sft", model=tiny_model(),
+                                    data=str(chat_file(tmp_path / "chat.jsonl", n=16)), launcher="accelerate",
+                                    num_processes=2, training={"epochs": 1.0, "save_steps": 100})
+    assert status == "succeeded", events[-1]
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
     assert any(e["message"].startswith("training sft on 2 process(es)") for e in of_type(events, "log"))
     # 16 conversations, 4 per process and step, 2 processes: one epoch is 2 steps, saved once, announced once.

@@ -122,3 +122,10 @@ def test_metrics_progress_and_the_adapter_left_out_embeddings_and_head(gated_run
         assert not any("embed_tokens" in k or "lm_head" in k for k in f.keys())
         assert any("lora_magnitude_vector" in k for k in f.keys())  # DoRA
     assert json.loads((adapter / "slayer_adapter.json").read_text())["stack"] == ["sft"]
+
+
+def test_gates_that_cannot_run_are_refused_before_training(tmp_path):
+    status, events = run_in_process(tmp_path / "run", "train.sft", model=tiny_model(),
+                                    data=str(chat_file(tmp_path / "chat.jsonl")), gates={"suite": "core"})
+    assert status == "failed" and not of_type(events, "progress")
+    assert "gate mbpp runs model-generated code: set allow_code_exec = true in [gates]" in events[-1]["error"]

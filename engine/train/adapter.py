@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections import Counter
 from pathlib import Path
 
@@ -31,10 +32,8 @@ def check_quantization(cfg: TrainJobConfig, source: str) -> None:
     if not has_cuda():
         raise SpecError(f'{source}: quantization = "4bit" (QLoRA, bitsandbytes NF4) needs a CUDA GPU and this '
                         'machine has none; use quantization = "none"')
-    try:
-        import bitsandbytes  # noqa: F401
-    except ImportError:
-        raise SpecError(f'{source}: quantization = "4bit" needs bitsandbytes (pip install bitsandbytes)') from None
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise SpecError(f'{source}: quantization = "4bit" needs bitsandbytes (pip install bitsandbytes)')
 
 
 def weights_dtype(cfg: TrainJobConfig):

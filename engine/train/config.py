@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from engine.gates.judge_client import JudgeSettings
 from engine.jobs import JobConfig
 
 
@@ -69,6 +70,8 @@ class GateSettings(JobConfig):
     batch_size: int = Field(8, ge=1, description="items per forward pass")
     allow_code_exec: bool = Field(False, description="run model-generated programs (mbpp, humaneval)")
     max_parallel: int = Field(1, ge=1, description="gate jobs running at once; later checkpoints wait in line")
+    judge: JudgeSettings | None = Field(
+        None, description="judge endpoint for judged gates ([gates.judge]: url, model); default: the environment")
 
     @model_validator(mode="after")
     def _something_to_run(self):

@@ -18,6 +18,7 @@ import threading
 from pathlib import Path
 
 import engine
+from engine.errors import SpecError
 from engine.jobs import dumps_toml
 from engine.train.config import GateSettings
 
@@ -38,20 +39,37 @@ def read_events(path: Path) -> list[dict]:
     return [json.loads(line) for line in data[: data.rfind(b"\n") + 1].splitlines() if line.strip()]
 
 
-def gate_names(settings: GateSettings) -> set[str]:
-    """The names of the gates each checkpoint is scored on (suite first, then the listed ones)."""
+def check_gates(settings: GateSettings, source: str) -> set[str]:
+    """The names of the gates each checkpoint is scored on (suite first, then the listed ones), checked before
+    training starts: every gate exists, local files name gates of the run, code and judged gates are allowed."""
+    from engine.gates.judge_client import judge_from_env
     from engine.gates.run import resolve_gates
+    from engine.gates.scoring import get_scorer
 
-    return {g.name for g in resolve_gates(settings.suite, settings.gates)}
+    gates = resolve_gates(settings.suite, settings.gates)
+    names = {g.name for g in gates}
+    for key in [*settings.files, *settings.fewshot_files]:
+        if key not in names:
+            raise SpecError(f"{source}: [gates] has a local file for {key!r}, which is not one of the gates run "
+                            f"({', '.join(sorted(names))})")
+    for gate in gates:
+        scorer = get_scorer(gate.scorer, str(gate.source))
+        if scorer.runs_code and not settings.allow_code_exec:
+            raise SpecError(f"{source}: gate {gate.name} runs model-generated code: set allow_code_exec = true "
+                            "in [gates], or leave the gate out")
+        if scorer.needs_judge and settings.judge is None and judge_from_env() is None:
+            raise SpecError(f"{source}: gate {gate.name} needs a judge endpoint: add a [gates.judge] table "
+                            "(url, model)")
+    return names
 
 
 class CheckpointGater:
     """Runs gate jobs in the background, at most `max_parallel` at once; `close()` waits for all of them."""
 
-    def __init__(self, settings: GateSettings, ctx, run_name: str, done: set[tuple[str, str]]):
+    def __init__(self, settings: GateSettings, ctx, run_name: str, done: set[tuple[str, str]], source: str):
         self.settings, self.ctx, self.run_name = settings, ctx, run_name
         self.done = set(done)  # (subject id, gate) pairs already in the training run's events
-        self.expected = gate_names(settings)
+        self.expected = check_gates(settings, source)
         self._slots = threading.Semaphore(settings.max_parallel)
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
@@ -78,6 +96,8 @@ class CheckpointGater:
                 "fewshot_files": {k: _abs(v) for k, v in s.fewshot_files.items()}}
         if s.suite:
             spec["suite"] = s.suite
+        if s.judge:
+            spec["judge"] = s.judge.model_dump(mode="json", exclude_none=True)
         return dumps_toml(spec)
 
     def _run(self, step: int, tables: list[dict]) -> None:

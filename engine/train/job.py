@@ -56,7 +56,8 @@ model = "Qwen/Qwen3-0.6B"     # a local HF directory or a Hugging Face id
 data = "runs/data/outputs/train.jsonl"   # {"messages": [{"role": "user", ...}, {"role": "assistant", ...}]} lines
 ''' + COMMON
 
-CPT_EXAMPLE = '''# train.cpt: a knowledge adapter — next-token loss on plain text, with general replay against forgetting.
+CPT_EXAMPLE = '''# train.cpt: a knowledge adapter — next-token loss on plain text, with general replay against
+# forgetting.
 kind = "train.cpt"
 name = "cpt-knowledge"
 experiment = "slayer-v2"
@@ -66,7 +67,8 @@ replay = "data/general_pl.txt"   # general text mixed in
 replay_share = 0.1               # 10 % of the training tokens come from replay
 ''' + COMMON
 
-DPO_EXAMPLE = '''# train.dpo: preference pairs; the reference is the base with the adapter disabled (the anchor against drift).
+DPO_EXAMPLE = '''# train.dpo: preference pairs; the reference is the base with the adapter disabled (the anchor
+# against drift).
 kind = "train.dpo"
 name = "dpo-anchor"
 experiment = "slayer-v2"
@@ -81,6 +83,9 @@ def run_training(kind: str, cfg: TrainJobConfig, ctx) -> None:
     from engine.train.run import prepare, train
 
     plan = prepare(kind, cfg, ctx)
+    if plan.base_adapter:
+        ctx.log(f"stacking {kind} on the {'→'.join(plan.stack[:-1])} adapter {plan.base_adapter}, merged into "
+                f"{plan.model_path}")
     if cfg.launcher == "accelerate":
         from engine.train.launch import launch
 

@@ -79,8 +79,8 @@ def accelerate_command(cfg, run_dir: Path) -> list[str]:
 
 def launch(cfg, ctx) -> None:
     """Run the workers and relay the main worker's events until they all exit."""
-    from engine.train.gating import ROOT
     from engine.train.adapter import has_cuda
+    from engine.train.gating import ROOT
 
     path = ctx.outputs / RELAY
     relay(ctx, path, 0)  # events a killed earlier launch left behind

@@ -7,6 +7,7 @@ modules (sft, cpt, dpo) only build their dataset and TRL trainer.
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import re
 import shutil
@@ -19,7 +20,7 @@ from engine.subjects import make_subject
 from engine.train import adapter as adapters
 from engine.train import stack
 from engine.train.config import TrainJobConfig
-from engine.train.gating import CheckpointGater, read_events
+from engine.train.gating import CheckpointGater, check_gates, read_events
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", stack.META_FILE)
 
@@ -56,6 +57,11 @@ def prepare(kind: str, cfg: TrainJobConfig, ctx) -> Plan:
     """Refuse what cannot work (with one line), and merge a base adapter into the base when stacking."""
     source = spec_source(ctx)
     adapters.check_quantization(cfg, source)
+    if cfg.launcher == "accelerate" and cfg.distributed == "fsdp" and not adapters.has_cuda():
+        raise SpecError(f'{source}: distributed = "fsdp" needs GPUs (accelerate shards over CUDA devices); '
+                        'use distributed = "ddp" on CPU')
+    if cfg.gates:
+        check_gates(cfg.gates, source)
     if not Path(cfg.data).expanduser().exists():
         raise SpecError(f"{source}: data file {cfg.data!r} does not exist")
     if complete_checkpoints(checkpoints_dir(ctx)) and not cfg.resume:
@@ -66,7 +72,6 @@ def prepare(kind: str, cfg: TrainJobConfig, ctx) -> Plan:
         return Plan(kind, base, base, (kind,), None, source)
     meta = stack.check_stack(kind, cfg.base_adapter, base, source)
     below = stack.build_stack_base(cfg.base_adapter, meta, ctx.outputs / "stack_base")
-    ctx.log(f"stacking {kind} on {'+'.join(meta['stack'])} adapter {cfg.base_adapter}: merged into {below}")
     return Plan(kind, base, str(below.resolve()), (*meta["stack"], kind), str(Path(cfg.base_adapter).resolve()),
                 source)
 
@@ -90,7 +95,7 @@ class Checkpoints:
         events = read_events(ctx.run_dir / "events.jsonl")
         self.emitted = {e["step"]: e for e in events if e["type"] == "checkpoint"}
         done = {(e["subject"]["id"], e["gate"]) for e in events if e["type"] == "gate_result"}
-        self.gater = CheckpointGater(cfg.gates, ctx, self.name, done) if cfg.gates else None
+        self.gater = CheckpointGater(cfg.gates, ctx, self.name, done, plan.source) if cfg.gates else None
         self.base_pending = bool(cfg.gates and cfg.gates.base)
 
     def saved(self, step: int, epoch: float | None, path: str | Path) -> None:
@@ -133,19 +138,18 @@ class Checkpoints:
 
 
 def _epoch_of(path: Path) -> float | None:
-    import json
-
     return json.loads((path / "trainer_state.json").read_text()).get("epoch")
 
 
 def trainer_arguments(cfg: TrainJobConfig, ctx) -> dict:
-    """TrainingArguments shared by every kind (the kind picks the TRL config class)."""
-    t = cfg.training
+    """TrainingArguments shared by every kind (the kind picks the TRL config class). Every checkpoint is kept:
+    each is a subject. FSDP comes from the launcher's environment (`accelerate launch --use_fsdp`)."""
     import torch
 
+    t = cfg.training
     cuda = adapters.has_cuda()
     bf16 = cuda and (cfg.quantization == "4bit" or adapters.weights_dtype(cfg) == torch.bfloat16)
-    args = dict(
+    return dict(
         output_dir=str(checkpoints_dir(ctx)), learning_rate=t.learning_rate, num_train_epochs=t.epochs,
         max_steps=t.max_steps or -1, per_device_train_batch_size=t.batch_size,
         gradient_accumulation_steps=t.grad_accum, warmup_steps=t.warmup, lr_scheduler_type=t.lr_scheduler,
@@ -153,10 +157,7 @@ def trainer_arguments(cfg: TrainJobConfig, ctx) -> dict:
         logging_strategy="steps", logging_steps=t.logging_steps, seed=t.seed, data_seed=t.seed,
         gradient_checkpointing=t.gradient_checkpointing, bf16=bf16, use_cpu=not cuda, report_to="none",
         include_num_input_tokens_seen="non_padding", disable_tqdm=True, dataloader_num_workers=0,
-        ddp_find_unused_parameters=False, save_total_limit=None, max_length=t.max_length)
-    if cfg.launcher == "accelerate" and cfg.distributed == "fsdp":
-        args["fsdp"] = "full_shard auto_wrap"
-    return args
+        ddp_find_unused_parameters=False, max_length=t.max_length)
 
 
 def train(kind: str, cfg: TrainJobConfig, ctx, plan: Plan, is_main: bool = True) -> None:

@@ -1,0 +1,135 @@
+"""Training tokens/s of the `train.sft` job against a bare TRL SFTTrainer script: same tiny model, same data, same run.
+
+    python bench/train_sft.py [--steps 12] [--save-steps 4] [--batch 8] [--repeats 5] [--threads 1]
+
+Both sides do the same work from the same starting point: load the model and tokenizer, tokenise the
+conversations (loss on the answers only), wrap a DoRA r=16 rsLoRA adapter on every linear layer but the
+embeddings and head, train `--steps` steps and save a checkpoint every `--save-steps`. `train.sft` runs
+through the real path (`run_job`: spec, run directory, events, checkpoint subjects, adapter publication;
+gating off — gates are separate processes). The bare script is what one would write by hand: TRL's own
+prompt/completion format, rows in memory as train.sft has them, float32 as train.sft trains on CPU (TRL's
+default would autocast to bf16 even there). Tokens are the non-padding tokens trained (the Trainer's
+counter, on in both). Two clocks: the whole run (load, tokenise, train, save), and the training loop alone
+(`trainer.train()`; for train.sft, from its "training …" log event, emitted just before `trainer.train()`,
+to the end-of-training metrics). The order alternates; median ratios are reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+QUESTIONS = ["Jaka jest stolica Polski i dlaczego?", "Opisz krótko pogodę w górach zimą.",
+             "Wyjaśnij, czym jest fotosynteza.", "Podaj przepis na prostą zupę pomidorową.",
+             "Co warto zobaczyć w Krakowie?", "Jak działa silnik elektryczny?"]
+ANSWER = ("To dobre pytanie. Odpowiedź jest krótka, ale rzeczowa: {q} Najważniejsze fakty są proste, a szczegóły "
+          "zależą od kontekstu, więc warto sprawdzić źródła i zapytać eksperta, jeśli sprawa jest poważna.")
+
+
+def write_chats(path: Path, n: int) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        for i in range(n):
+            q = QUESTIONS[i % len(QUESTIONS)]
+            f.write(json.dumps({"messages": [{"role": "user", "content": q},
+                                             {"role": "assistant", "content": ANSWER.format(q=q.lower())}],
+                                "source": {"id": i}}, ensure_ascii=False) + "\n")
+
+
+def common(a, out: Path) -> dict:
+    return dict(output_dir=str(out), max_steps=a.steps, per_device_train_batch_size=a.batch, learning_rate=5e-5,
+                warmup_steps=0.03, save_steps=a.save_steps, logging_steps=10, seed=0, gradient_checkpointing=False,
+                report_to="none", use_cpu=True, disable_tqdm=True, max_length=512,
+                include_num_input_tokens_seen="non_padding",
+                bf16=False)  # TRL's default turns bf16 autocast on even on CPU; train.sft trains float32 there
+
+
+def ours(a, model: str, data: Path, work: Path) -> tuple[int, float, float]:
+    from engine.jobs import parse_spec
+    from engine.runner import run_job
+
+    spec = parse_spec({"kind": "train.sft", "model": model, "data": str(data),
+                       "adapter": {"method": "dora", "rank": 16, "use_rslora": True},
+                       "training": {"max_steps": a.steps, "batch_size": a.batch, "save_steps": a.save_steps,
+                                    "logging_steps": 10, "gradient_checkpointing": False, "max_length": 512}},
+                      "bench")
+    run_dir = Path(tempfile.mkdtemp(dir=work, prefix="ours-"))
+    start = time.perf_counter()
+    assert run_job(spec, run_dir) == "succeeded", (run_dir / "events.jsonl").read_text()[-500:]
+    elapsed = time.perf_counter() - start
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    tokens = [e["value"] for e in events if e["type"] == "metric" and e["key"] == "tokens"][-1]
+    begin = next(e["ts"] for e in events if e["type"] == "log" and e["message"].startswith("training sft"))
+    end = next(e["ts"] for e in events if e["type"] == "metric" and e["key"] == "train_loss_mean")
+    return int(tokens), elapsed, end - begin
+
+
+def bare(a, model: str, data: Path, work: Path) -> tuple[int, float, float]:
+    start = time.perf_counter()
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    tok = AutoTokenizer.from_pretrained(model)
+    lm = AutoModelForCausalLM.from_pretrained(model)
+    chats = [json.loads(line)["messages"] for line in data.read_text(encoding="utf-8").splitlines()]
+    rows = Dataset.from_list([{"prompt": m[:1], "completion": m[1:]} for m in chats])
+    targets = [n for n, m in lm.named_modules() if type(m).__name__ == "Linear" and "lm_head" not in n]
+    peft = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, use_dora=True, use_rslora=True,
+                      target_modules=targets, task_type="CAUSAL_LM")
+    trainer = SFTTrainer(model=lm, processing_class=tok, train_dataset=rows, peft_config=peft,
+                         args=SFTConfig(**common(a, Path(tempfile.mkdtemp(dir=work, prefix="bare-")))))
+    begin = time.perf_counter()
+    trainer.train()
+    end = time.perf_counter()
+    return trainer.state.num_input_tokens_seen, end - start, end - begin
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--steps", type=int, default=12)
+    p.add_argument("--save-steps", type=int, default=4)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--hidden", type=int, default=64)
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier on a shared machine)")
+    a = p.parse_args()
+
+    import torch
+
+    torch.set_num_threads(a.threads)
+
+    from engine.tiny.build import tiny_model_dir
+
+    model = str(tiny_model_dir(arch="qwen3", seed=0, hidden_size=a.hidden, num_layers=a.layers,
+                               intermediate_size=2 * a.hidden))
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        data = work / "chat.jsonl"
+        write_chats(data, a.steps * a.batch)
+        bare(a, model, data, work)  # warm-up: imports, first-touch allocations
+        rows = []
+        for r in range(a.repeats):
+            order = [("ours", ours), ("bare", bare)] if r % 2 == 0 else [("bare", bare), ("ours", ours)]
+            got = {name: fn(a, model, data, work) for name, fn in order}
+            rows.append((got["ours"], got["bare"]))
+    print(f"tiny qwen3 hidden={a.hidden} layers={a.layers}, {a.steps} steps × batch {a.batch}, "
+          f"checkpoint every {a.save_steps}, torch threads {torch.get_num_threads()}")
+    print(f"{'repeat':>6} {'tokens':>7} | tok/s whole run: {'train.sft':>9} {'bare':>7} | "
+          f"tok/s training loop: {'train.sft':>9} {'bare':>7}")
+    for i, ((tok, whole, loop), (tok_b, whole_b, loop_b)) in enumerate(rows, 1):
+        assert tok == tok_b, f"the two sides trained different token counts: {tok} vs {tok_b}"
+        print(f"{i:>6} {tok:>7} | {'':>17}{tok / whole:>9.0f} {tok / whole_b:>7.0f} | "
+              f"{'':>21}{tok / loop:>9.0f} {tok / loop_b:>7.0f}")
+    whole = statistics.median(b[1] / o[1] for o, b in rows)
+    loop = statistics.median(b[2] / o[2] for o, b in rows)
+    print(f"median ratio train.sft / bare TRL: whole run {whole:.3f}, training loop {loop:.3f} (goal ≥ 0.95)")
+
+
+if __name__ == "__main__":
+    main()
