@@ -69,13 +69,13 @@ for g in gates:
     print(f"gate {g['gate']} on {g['subject']['name']}: {g['metrics']} (n={g['n']}, backend "
           f"{g['fingerprint'].get('backend')}, dtype {g['fingerprint'].get('dtype')})")
 print("last metrics:", {k: round(v, 4) for k, v in metrics.items() if k in
-                         ("loss", "grad_norm", "lr", "tokens_per_s", "gpu_mem_gib", "tokens")})
+                         ("loss", "grad_norm", "lr", "tokens_per_s", "gpu_mem", "tokens")})
 checks = {
     "succeeded": events[-1].get("status") == "succeeded",
     "one 4-bit DoRA checkpoint": len(ckpts) == 1 and ckpts[0]["adapter"]["quantization"] == "4bit"
                                  and ckpts[0]["adapter"]["method"] == "dora",
     "checkpoint gated": any(g["subject"]["id"] == ckpts[0]["subject"]["id"] for g in gates) if ckpts else False,
-    "gpu memory reported": "gpu_mem_gib" in metrics,
+    "gpu memory reported": "gpu_mem" in metrics,
 }
 print("checks:", json.dumps(checks))
 (out / "summary.json").write_text(json.dumps({"checks": checks, "metrics": metrics}, indent=1))

@@ -17,7 +17,7 @@ SKIPPED = {"epoch", "step", "total_flos", "num_tokens", "train_runtime", "train_
 
 
 def events_callback(ctx, on_checkpoint: Callable[[int, float, str], None]):
-    """A TrainerCallback: loss / lr / grad_norm / tokens_per_s / gpu_mem metrics, step progress,
+    """A TrainerCallback: loss / lr / grad_norm / tokens_per_s / gpu_mem (GiB, CUDA only) metrics, step progress,
     a save at the end of every epoch, and `on_checkpoint(step, epoch, path)` after every save."""
     from transformers import TrainerCallback
 
@@ -61,6 +61,6 @@ def events_callback(ctx, on_checkpoint: Callable[[int, float, str], None]):
             import torch
 
             if torch.cuda.is_available():
-                ctx.metric("gpu_mem_gib", torch.cuda.max_memory_allocated() / 2**30, step=step)
+                ctx.metric("gpu_mem", torch.cuda.max_memory_allocated() / 2**30, step=step, unit="GiB")
 
     return EventsCallback()
