@@ -40,6 +40,7 @@ def complete(items, backend, settings: ScoreSettings) -> list[str]:
 @scorer("generate", version="1", metrics=metric_names)
 def score_generate(items, backend, settings: ScoreSettings) -> ScoreOutput:
     gate, spec = items.gate, items.gate.generate
+    start_tokens = backend.tokens_computed
     completions = complete(items, backend, settings)
     targets = [normalize(gate.label_text(row), spec.ignore, spec.ignore_case) for row in items.rows]
     per_item: dict[str, list[float]] = {}
@@ -66,4 +67,4 @@ def score_generate(items, backend, settings: ScoreSettings) -> ScoreOutput:
             record.update(pred=preds[k], gold=golds[k])
         samples.append(record)
     return ScoreOutput(metrics, stderr, per_item, preds, golds, samples,
-                       {"tokens_computed": backend.tokens_computed})
+                       {"tokens_computed": backend.tokens_computed - start_tokens})
