@@ -171,3 +171,19 @@ def write_card(demo: Demo) -> Path:
     os.replace(tmp, path)
     click.echo(f"wrote {path}")
     return path
+
+
+def story(settings, experiment: str) -> str:
+    """What the numbers say about replay: each adapter's worst drop on a general axis, and its verdicts there."""
+    from store.deltas import GENERAL_AXES, delta_table
+
+    table = delta_table(settings.store(), experiment, tolerance_pp=DEMO_TOLERANCE_PP)
+    lines = []
+    for label in ("no-replay", "replay"):
+        rows = [r for r in table.rows if r.kind == "checkpoint" and r.name.startswith(f"sft-{label}-")]
+        if rows:
+            worst = max(rows, key=lambda r: r.worst_regression_pp or 0.0)
+            general = sorted({c.verdict for r in rows for c in r.cells.values() if c.axis in GENERAL_AXES})
+            lines.append(f"{label:>9}: worst general drop {-(worst.worst_regression_pp or 0.0):+.1f} pp "
+                         f"({worst.name}); general-axis verdicts over its checkpoints: {', '.join(general)}")
+    return "\n".join(lines)
