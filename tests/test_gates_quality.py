@@ -16,8 +16,8 @@ from engine.tiny.build import tiny_model_dir
 from gate_fixtures import FakeLanguageTool, short_gate
 from slayer_console.cli import cli
 
-POLISH = ("Zażółć gęślą jaźń. Wczoraj zrobiłem zakupy, a dziś zrobilem obiad. Pszczuła usiadła na kwiatku, "
-          "a pszczoła odleciała do ula w Warszawie.")
+POLISH = ("Zażółć gęślą jaźń. Wczoraj zrobiłem zakupy, a dziś zrobilem obiad. "
+          "Pszczuła usiadła na kwiatku, a pszczoła odleciała do ula w Warszawie.")
 
 
 def test_hunspell_spelling_on_real_polish_text():

@@ -23,7 +23,7 @@ NAMES = {"a": "A", "b": "B", "c": "tie", "tie": "tie"}
 
 
 def parse_verdict(reply: str | None) -> str | None:
-    """"A", "B" or "tie" from a judge reply ({"verdict": …}, the last [[A]]/[[B]]/[[C]], or a bare word); else None."""
+    """"A", "B" or "tie" from a judge reply ({"verdict": …}, the last [[A]]/[[B]]/[[C]], a bare word); else None."""
     return parse_choice(reply, "verdict", NAMES)
 
 
@@ -48,7 +48,8 @@ def score_judge(items, backend, settings: ScoreSettings) -> ScoreOutput:
         per_item = {"win_rate": [0.5] * n, "tie_rate": [1.0] * n, "unparseable_rate": [0.0] * n}
         metrics, stderr = summarize(per_item)
         return ScoreOutput(metrics, stderr, per_item, samples=[{"index": i, "self": True} for i in items.indices],
-                           stats={"self_comparison": True}, fingerprint={**fingerprint, "versus": settings.subject["id"]})
+                           stats={"self_comparison": True},
+                           fingerprint={**fingerprint, "versus": settings.subject["id"]})
     base_id, base_answers = settings.shared[("answers", gate.name)]
     client = JudgeClient(settings.judge)
     bodies = []

@@ -193,7 +193,8 @@ class JudgeClient:
             except urllib.error.HTTPError as e:
                 detail = e.read()[:300].decode("utf-8", "replace")
                 if e.code not in TRANSIENT_HTTP:
-                    raise SpecError(f"{self.endpoint}: the judge refused the request: HTTP {e.code}: {detail}") from None
+                    raise SpecError(f"{self.endpoint}: the judge refused the request: HTTP {e.code}: "
+                                    f"{detail}") from None
                 last = f"HTTP {e.code}: {detail}"
                 wait = _retry_after(e)
             except TRANSIENT_ERRORS as e:

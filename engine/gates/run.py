@@ -3,7 +3,8 @@
 Results go to OUT/results/gate_<name>.json, or OUT/results/<subject id>/gate_<name>.json when the run
 has several subjects. A result holds aggregates, per-item outcomes in dataset order and a fingerprint,
 never item text. For an F1-primary gate the outcomes are per-item correctness (F1 is not a mean);
-`preds` and `golds` carry what a paired F1 comparison needs.
+`preds` and `golds` carry what a paired F1 comparison needs. Pairwise gates (style_judge, en_chat) compare
+every subject with the run's one subject of kind "base", which is therefore scored first.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ EVENT_KEYS = ("subject", "gate", "axis", "scorer", "metrics", "primary", "higher
 
 
 def resolve_gates(suite: str | None, names: list[str]) -> list[Gate]:
-    """The suite's gates, then the named ones (names or .toml paths), each once, in that order."""
+    """The suite's gates, then the named ones (names or .toml paths), each once, in that order; a gate whose
+    scorer cannot run here is replaced by its fallback (see available_gate)."""
     gates = load_suite(suite) if suite else []
     for name in names:
         gates.append(load_gate(name))
