@@ -8,6 +8,7 @@ import pytest
 
 pytest.importorskip("llama_cpp")
 
+from engine.gates.backend import SubjectSpec  # noqa: E402
 from engine.jobs import parse_spec  # noqa: E402
 from engine.runner import run_job  # noqa: E402
 from engine.tiny.build import tiny_model_dir  # noqa: E402
@@ -40,9 +41,12 @@ def test_export_merged_quantised_and_lora_gguf_match_hf(tmp_path, lora_adapter):
     assert f16["verification"]["tokenizer_match"] == 1.0  # llama.cpp tokenises the probes as HF does
     assert f16["kl"] < q8["kl"] < 1e-2 and q8["bytes"] < f16["bytes"]
     for e in (f16, q8):
-        assert e["subject"]["kind"] == "quant" and e["subject"]["recipe"]["format"] == "gguf"
-        assert e["subject"]["recipe"]["file"].endswith(e["path"].split("/")[-1])
-        assert e["subject"]["recipe"]["adapter"] == str(lora_adapter) and e["subject"]["recipe"]["scale"] == 0.5
+        # the subject a `gate` job scoring this file with the llama_cpp backend records: results join it
+        file = str((run / e["path"]).resolve())
+        assert e["subject"] == SubjectSpec(name=e["subject"]["name"], kind="quant", backend="llama_cpp",
+                                           file=file).subject()
+        assert e["subject"]["recipe"]["format"] == "gguf" and e["subject"]["recipe"]["file"] == file
+        assert e["source"]["adapter"] == str(lora_adapter) and e["source"]["scale"] == 0.5
 
     # the LoRA GGUF, applied by llama.cpp at scale 0.5 on the base GGUF, matches the merged HF model …
     lora = next(e for e in ev if e["type"] == "artifact" and e["kind"] == "gguf_lora")
@@ -68,3 +72,16 @@ def test_dora_adapter_gguf_is_refused_with_the_merged_path_offered(tmp_path):
     error = events(tmp_path / "run")[-1]["error"]
     assert "DoRA" in error and "lora_gguf = false" in error
     assert not list((tmp_path / "run" / "outputs").rglob("*.gguf"))
+
+
+def test_bad_converter_path_and_inconsistent_specs_are_refused(tmp_path):
+    from engine.errors import SpecError
+    from engine.export.converter import converter_dir
+
+    with pytest.raises(SpecError, match="not a llama.cpp checkout"):
+        converter_dir(str(tmp_path))
+    base = str(tiny_model_dir("qwen3", 0))
+    with pytest.raises(SpecError, match="`merge` needs an `adapter`"):
+        parse_spec({"kind": "export.gguf", "model": base, "merge": {"method": "ties", "density": 0.5}}, "job.toml")
+    with pytest.raises(SpecError, match="quants.*Q4_K_M"):  # the message lists the known types
+        parse_spec({"kind": "export.gguf", "model": base, "quants": ["Q9_9"]}, "job.toml")

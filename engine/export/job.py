@@ -45,10 +45,17 @@ def _timed(timings: dict, key: str):
     timings[key] = round(time.perf_counter() - started, 3)
 
 
-def _recipe(config: ExportConfig, fmt: str, file: Path | None = None) -> dict:
+def _recipe(config: ExportConfig) -> dict:
+    """The recipe of the exported subject (base + adapter at a scale, or a merge), as the hf backend sees it."""
     return {"model": config.model, "adapter": config.adapter, "scale": config.scale if config.adapter else 1.0,
-            "merge": config.merge.model_dump() if config.merge else None, "format": fmt,
-            "file": str(file.resolve()) if file else None}
+            "merge": config.merge.model_dump() if config.merge else None, "format": "hf", "file": None}
+
+
+def _gguf_subject(name: str, kind: str, path: Path) -> dict:
+    """The subject a `gate` job scoring this file with the llama_cpp backend records, so its results join it."""
+    from engine.gates.backend import SubjectSpec
+
+    return SubjectSpec(name=name, kind=kind, backend="llama_cpp", file=str(path.resolve())).subject()
 
 
 @dataclass
@@ -104,25 +111,29 @@ def run_export(config: ExportConfig, ctx) -> None:
             source = merge_model(base, load_adapter(config.adapter), ctx.outputs / "merged",
                                  merge.method if merge else "task_arithmetic", config.scale,
                                  merge.density if merge else 1.0, merge.seed if merge else 0)
-        ctx.artifact(source, "hf_model", subject=make_subject(f"{stem} merged", "merge", _recipe(config, "hf")))
+        ctx.artifact(source, "hf_model", subject=make_subject(f"{stem} merged", "merge", _recipe(config)))
         ctx.progress(next(done), len(steps), "steps", "merged")
-    files = [_File(out / f"{stem}-{outtype}.gguf", outtype, "gguf", source)]
+    def quant_file(quant: str) -> _File:
+        path = out / f"{stem}-{quant}.gguf"
+        return _File(path, quant, "gguf", source, _gguf_subject(f"{stem} {quant}", "quant", path),
+                     extra={"source": _recipe(config)})
+
+    files = [quant_file(outtype)]
     with _timed(timings, "convert_s"):
         convert(source, files[0].path)
     ctx.progress(next(done), len(steps), "steps", f"converted to {config.outtype}")
     for quant in config.quants:
-        files.append(_File(out / f"{stem}-{quant}.gguf", quant, "gguf", source))
+        files.append(quant_file(quant))
         with _timed(timings, f"quantize_{quant}_s"):
             quantize(files[0].path, files[-1].path, quant, config.threads)
         ctx.progress(next(done), len(steps), "steps", f"quantised {quant}")
-    for f in files:
-        f.subject = make_subject(f"{stem} {f.quant}", "quant", _recipe(config, "gguf", f.path))
     if config.lora_gguf:
         # llama.cpp applies the adapter at load time, so it is checked on a GGUF of the unmerged base
         base_file = convert(base, out / f"{base.name}-base-{outtype}.gguf")
-        base_recipe = {"model": config.model, "adapter": None, "scale": 1.0, "merge": None, "format": "gguf",
-                       "file": str(base_file.resolve())}
-        files.append(_File(base_file, outtype, "gguf", base, make_subject(f"{base.name} {outtype}", "base", base_recipe)))
+        base_recipe = {"model": config.model, "adapter": None, "scale": 1.0, "merge": None, "format": "hf",
+                       "file": None}
+        files.append(_File(base_file, outtype, "gguf", base, _gguf_subject(f"{base.name} {outtype}", "base", base_file),
+                           extra={"source": base_recipe}))
         lora = export_lora(llama_dir, base, config.adapter, out / f"{stem}-lora-{outtype}.gguf", config.outtype)
         files.append(_File(lora, f"LORA-{outtype}", "gguf_lora", source,
                            llama_args={"lora_path": str(lora), "lora_scale": config.scale},

@@ -3,6 +3,14 @@
 W_adapted is exactly what PEFT's `merge_and_unload()` would store: LoRA adds scaling·B·A, DoRA rescales
 W + scaling·B·A to its learned magnitude, a saved full weight (`modules_to_save`, an embedding's
 `base_layer`) replaces the base before the low-rank update.
+
+Scaling an adapter by s means W + s·τ: the whole task vector, the magnitude included. For LoRA this is
+LoRA with its scaling multiplied by s. DoRA's W_adapted = m·(W + ΔW)/‖W + ΔW‖ is not linear in ΔW, and
+scaling only the low-rank direction, m·(W + sΔW)/‖W + sΔW‖, keeps the learned magnitude m at every s:
+s = 0 would give m·W/‖W‖, not W, so "scale 0" would still apply the adapter. Interpolating the merged
+weight makes s = 0 exactly the base and s = 1 exactly the adapter, is what the gates' hf backend does
+when it evaluates a scale without writing it (both routes are one subject), and gives TIES and DARE one
+definition of τ for LoRA and DoRA alike.
 """
 
 from __future__ import annotations
