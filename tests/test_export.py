@@ -74,6 +74,21 @@ def test_dora_adapter_gguf_is_refused_with_the_merged_path_offered(tmp_path):
     assert not list((tmp_path / "run" / "outputs").rglob("*.gguf"))
 
 
+
+def test_dora_ties_merge_exports_and_matches_its_merged_hf_model(tmp_path):
+    """The way out the DoRA refusal offers: merge first (here TIES), then export; verified against the merge."""
+    base = tiny_model_dir("qwen3", 0)
+    adapter = make_adapter(base, tmp_path / "dora", dora=True, target_modules=["q_proj", "up_proj"])
+    spec = parse_spec({"kind": "export.gguf", "model": str(base), "adapter": str(adapter), "quants": [],
+                       "merge": {"method": "ties", "density": 0.5}}, "test")
+    run = tmp_path / "run"
+    assert run_job(spec, run) == "succeeded", (run / "events.jsonl").read_text()[-2000:]
+    merged = json.loads((run / "outputs" / "merged" / "slayer_merge.json").read_text())
+    assert merged["method"] == "ties" and merged["dora"] and merged["weights_changed"] == 4
+    (f16,) = [e for e in events(run) if e["type"] == "artifact" and e["kind"] == "gguf"]
+    assert f16["kl"] < 1e-3 and f16["top1"] > 0.99
+    assert f16["source"]["merge"] == {"method": "ties", "density": 0.5, "seed": 0}
+
 def test_bad_converter_path_and_inconsistent_specs_are_refused(tmp_path):
     from engine.errors import SpecError
     from engine.export.converter import converter_dir
