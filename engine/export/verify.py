@@ -60,28 +60,12 @@ def hf_reference(model_dir: str | os.PathLike, texts: list[str], max_tokens: int
 
 @contextmanager
 def open_gguf(path: str | os.PathLike, n_ctx: int, threads: int = 0, **llama_args):
-    """A llama_cpp.Llama over `path` that keeps every position's logits, on plain CPU buffers.
+    """A llama_cpp.Llama over `path` that keeps every position's logits, on plain CPU buffers
+    (see engine.llama_load). `llama_args` go to `Llama()` (e.g. `lora_path`, `lora_scale`)."""
+    from engine.llama_load import load_llama
 
-    `llama_args` go to `Llama()` (e.g. `lora_path`, `lora_scale`).
-    `Llama()` has no switch for llama.cpp's extra buffer types (AMX / repacked weights); on CPUs that
-    advertise AMX without granting it they die with SIGILL on quantised files, and fidelity is a property
-    of the file, so they are turned off through the default model params the constructor starts from.
-    """
-    from unittest import mock
-
-    import llama_cpp
-    import llama_cpp.llama_cpp as binding
-
-    defaults = binding.llama_model_default_params
-
-    def plain_buffers():
-        params = defaults()
-        params.use_extra_bufts = False
-        return params
-
-    with mock.patch.object(binding, "llama_model_default_params", plain_buffers):
-        llm = llama_cpp.Llama(str(path), n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx, logits_all=True,
-                              n_threads=threads or None, verbose=False, **llama_args)
+    llm = load_llama(path, n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx, logits_all=True,
+                     n_threads=threads or None, verbose=False, **llama_args)
     try:
         yield llm
     finally:

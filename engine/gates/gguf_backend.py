@@ -26,13 +26,15 @@ class LlamaCppBackend:
 
     def __init__(self, file: str, device: str, n_ctx: int = 4096):
         try:
-            from llama_cpp import Llama
+            import llama_cpp  # noqa: F401
         except ImportError:
             raise SpecError(f"{file}: the llama_cpp backend needs llama-cpp-python (pip install "
                             "'slayer-console[gguf]')") from None
+        from engine.llama_load import load_llama
+
         try:
-            self.llm = Llama(model_path=file, n_ctx=n_ctx, n_batch=512, n_gpu_layers=-1 if device != "cpu" else 0,
-                             logits_all=False, verbose=False, seed=0)
+            self.llm = load_llama(file, n_ctx=n_ctx, n_batch=512, n_gpu_layers=-1 if device != "cpu" else 0,
+                                  logits_all=False, verbose=False, seed=0)
         except ValueError as e:
             raise SpecError(f"{file}: cannot load the GGUF model ({e})") from None
         self.dtype = "gguf"
