@@ -16,7 +16,7 @@ from engine.tiny.tokenizer import (
 )
 
 # Bump when the build changes what lands on disk, so cached tiny models are rebuilt.
-BUILD_VERSION = 1
+BUILD_VERSION = 2
 RECIPE_FILE = "slayer_tiny.json"
 
 
