@@ -71,7 +71,7 @@ class SlayerApp(WorkerErrors, App):
         self.job_kinds: dict[str, object] = {}  # job kind name → engine.jobs.JobKind (loaded in a worker)
         self.box_names: list[str] = ["local"]
         self._store_lock = threading.Lock()
-        self._following: set[str] = set()
+        self._following: set[str] = set()  # remote runs ever followed: the poll never restarts a follow
         self.set_reactive(SlayerApp.experiment, experiment)
 
     def store(self):
@@ -120,18 +120,16 @@ class SlayerApp(WorkerErrors, App):
             self.call_from_thread(self.notify, str(e), severity="error", timeout=10)
 
     def follow_remote(self, run_id: str) -> None:
-        """Tail a run on an SSH box until it ends (reconnecting as needed); ingest lands in the store."""
+        """Tail a run on an SSH box until it ends (reconnecting as needed); ingest lands in the store.
+        A follow that fails (box gone from boxes.toml…) says so once; `a` on the run tries again."""
         self._following.add(run_id)
 
         async def follow() -> str:
             from remotes.follow import follow_run
 
-            try:
-                return await follow_run(self.settings.home, self.store(), run_id, confirm=self.confirm_host_key)
-            finally:
-                self._following.discard(run_id)
+            return await follow_run(self.settings.home, self.store(), run_id, confirm=self.confirm_host_key)
 
-        self.run_worker(follow(), name=run_id, group="follow", exit_on_error=False)
+        self.run_worker(follow(), name=run_id, group=f"follow-{run_id}", exclusive=True, exit_on_error=False)
 
     async def confirm_host_key(self, box, where: str, algorithm: str, fingerprint: str) -> bool:
         """HostKeyConfirm for remotes: ask the operator (from an async worker)."""

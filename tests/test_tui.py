@@ -1,11 +1,13 @@
 """The console driven with a Pilot against a real store file: deltas, decisions, λ re-ranking, live
-rows, launching and cancelling a local job, the command palette, narrow terminals."""
+rows, launching and cancelling a local job, the command palette, narrow terminals, card export, and a
+box check over real SSH that asks about the host key."""
 
 from __future__ import annotations
 
 import pytest
 from textual.widgets import Checkbox, TextArea
 from tui_campaign import GATES, base_outcomes, flipped, gate_event, ingest_events, subject
+from sshd import sshd, sshd_factory  # noqa: F401  (fixtures)
 from tui_pilot import campaign_template, fresh_settings, grid_names, settings_from, star_row, type_text, until
 
 from slayer_console.app import make_app
@@ -171,10 +173,16 @@ async def test_palette_finds_a_subject(campaign):
                     and app.screen.grid.focused()[0].name == "ckpt-800", what="the subject's row")
 
 
-async def test_pareto_plot_and_help(campaign):
+async def test_pareto_plot_help_and_card_export(campaign):
     app = make_app(campaign, poll_s=0.25)
     async with app.run_test(size=(160, 40)) as pilot:
         await open_deltas(pilot)
+        await pilot.press("e")
+        await until(pilot, lambda: app.screen.__class__.__name__ == "PathDialog")
+        await pilot.press("enter")  # the default: $SLAYER_HOME/cards/EXPERIMENT.md
+        card = campaign.home / "cards" / "slayer-v2.md"
+        await until(pilot, card.exists, what="the exported card")
+        assert card.read_text().startswith("---\n") and "# ckpt-2400" in card.read_text()  # the best, none accepted
         await pilot.press("p")
         await until(pilot, lambda: app.screen.__class__.__name__ == "ParetoScreen")
         frontier = str(app.screen.query_one("#pareto-list").render())
@@ -204,3 +212,25 @@ async def test_launch_and_cancel_a_local_job(tmp_path):
         await pilot.press("c")
         await until(pilot, lambda: get_run(store, run.id).status == "cancelled", timeout=20, what="cancelled")
         await until(pilot, lambda: "cancelled" in str(app.screen.query_one("#runs").get_cell(run.id, "status")))
+
+
+async def test_checking_a_new_box_asks_about_its_host_key(sshd, tmp_path):
+    from remotes.boxes import put_box
+    from remotes.ssh import pinned_keys
+    from slayer_console.screens.host_key import HostKeyDialog
+
+    settings = fresh_settings(tmp_path)
+    settings.home.mkdir(parents=True)
+    # a python that does not exist: the check reports it without importing torch on the "box"
+    put_box(settings.home, sshd.box("lab", workdir=str(tmp_path / "wd"), python=str(tmp_path / "no-python")))
+    app = make_app(settings, poll_s=0.25, mode="boxes")
+    async with app.run_test(size=(140, 30)) as pilot:
+        await until(pilot, lambda: app.screen.query_one("#boxes").row_count == 2, what="the boxes")
+        await pilot.press("j", "c")
+        dialog = await until(pilot, lambda: isinstance(app.screen, HostKeyDialog) and app.screen, what="the dialog")
+        assert sshd.fingerprint in dialog.explanation and not pinned_keys(settings.home, "127.0.0.1", sshd.port)
+        await pilot.press("y")
+        await until(pilot, lambda: "lab" in app.box_reports, timeout=60, what="the check's report")
+        assert pinned_keys(settings.home, "127.0.0.1", sshd.port)
+        assert "no working python" in app.box_reports["lab"].problem
+        assert "problem" in app.screen.query_one("#boxes").get_row("lab")[-1].plain

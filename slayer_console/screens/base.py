@@ -23,6 +23,7 @@ class ModeScreen(WorkerErrors, Screen):
     """Base of the five mode screens. Subclasses set MODE, compose `body()` and implement `reload()`."""
 
     MODE = ""
+    _key_state: list | None = None  # check_action results the footer last showed
 
     def compose(self) -> ComposeResult:
         yield Header(icon="◆")
@@ -45,3 +46,16 @@ class ModeScreen(WorkerErrors, Screen):
 
     def reload(self) -> None:
         """Start this screen's loader worker (it must never block the UI)."""
+
+    def refresh_keys(self) -> None:
+        """Refresh the footer only when a key's availability changed: the footer rebuilds itself on
+        every refresh, which costs more than a whole redraw of the delta table."""
+        from textual.actions import parse
+
+        state = []
+        for binding in self.BINDINGS:
+            _, name, params = parse(binding.action)
+            state.append(self.check_action(name, params))
+        if state != self._key_state:
+            self._key_state = state
+            self.refresh_bindings()

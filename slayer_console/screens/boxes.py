@@ -105,7 +105,7 @@ class BoxesScreen(ModeScreen):
                 for name, box in self.boxes.items()]
         self.query_one("#boxes", VimTable).replace_rows(rows)
         self.update_detail()
-        self.refresh_bindings()
+        self.refresh_keys()
 
     def current(self):
         key = self.query_one("#boxes", VimTable).current_key()
@@ -118,7 +118,7 @@ class BoxesScreen(ModeScreen):
     @on(DataTable.RowHighlighted, "#boxes")
     def _row_moved(self) -> None:
         self.update_detail()
-        self.refresh_bindings()
+        self.refresh_keys()
 
     def update_detail(self) -> None:
         box = self.current()

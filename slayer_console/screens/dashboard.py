@@ -77,6 +77,9 @@ class DashboardScreen(ModeScreen):
 
     @on(Loaded)
     def _loaded(self, event: Loaded) -> None:
+        t = event.table
+        if t is not None and (t.lam, t.tolerance_pp) != (self.app.lam, self.app.tolerance):
+            return  # computed for a λ or tolerance the keys have since left; the newer load follows
         self.query_one("#dash-boxes", VimTable).replace_rows(
             [(name, box_cells(box, self.app.box_reports.get(name), None)) for name, box in event.boxes.items()])
         self.query_one("#dash-runs", VimTable).replace_rows(

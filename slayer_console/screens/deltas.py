@@ -24,14 +24,14 @@ class DeltasScreen(ModeScreen):
     BINDINGS = [
         Binding("a", "decide('accept')", "Accept", id="deltas-accept"),
         Binding("r", "decide('reject')", "Reject", id="deltas-reject"),
-        Binding("plus,equals_sign", "lam(1)", "λ+", key_display="+", id="deltas-lambda-up"),
-        Binding("minus", "lam(-1)", "λ-", key_display="-", id="deltas-lambda-down"),
-        Binding("t", "tolerance(1)", "Tol+", id="deltas-tolerance-up"),
-        Binding("T", "tolerance(-1)", "Tol-", id="deltas-tolerance-down"),
+        Binding("plus,equals_sign", "lam(1)", "λ", key_display="+/-", id="deltas-lambda-up"),
+        Binding("minus", "lam(-1)", "λ down", show=False, id="deltas-lambda-down"),
+        Binding("t", "tolerance(1)", "tol", key_display="t/T", id="deltas-tolerance-up"),
+        Binding("T", "tolerance(-1)", "tol down", show=False, id="deltas-tolerance-down"),
         Binding("s", "sort", "Sort", id="deltas-sort"),
         Binding("v", "verdict_filter", "Verdict", id="deltas-verdict"),
         Binding("x", "axis_filter", "Axis", id="deltas-axis"),
-        Binding("z", "collapse", "Collapse", id="deltas-collapse"),
+        Binding("z", "collapse", "Axes", id="deltas-collapse"),
         Binding("p", "pareto", "Pareto", id="deltas-pareto"),
         Binding("c", "card", "Card", id="deltas-card"),
         Binding("e", "export", "Export", id="deltas-export"),
@@ -55,7 +55,7 @@ class DeltasScreen(ModeScreen):
         self.pending_focus: str | None = None
 
     def body(self) -> ComposeResult:
-        yield Static("loading…", id="deltas-title")
+        yield Static("computing the delta table (paired statistics per subject × gate)…", id="deltas-title")
         yield DeltaGrid(id="deltas-grid")
         yield Static("", id="deltas-detail")
 
@@ -92,8 +92,10 @@ class DeltasScreen(ModeScreen):
 
     @on(Loaded)
     def _loaded(self, event: Loaded) -> None:
-        if event.experiment != self.app.experiment and event.experiment is not None:
-            return  # a stale answer for the experiment shown before
+        t = event.table
+        if t is not None and (t.experiment, t.lam, t.tolerance_pp) != (self.app.experiment, self.app.lam,
+                                                                       self.app.tolerance):
+            return  # a stale answer (the keys moved on while it was computed): the newer one follows
         self.table, self.best_id = event.table, event.best_id
         self.redraw()
 
@@ -110,7 +112,7 @@ class DeltasScreen(ModeScreen):
             self.pending_focus = None
         title.update(self.title_text())
         self.update_detail()
-        self.refresh_bindings()
+        self.refresh_keys()
 
     def is_collapsed(self) -> bool:
         if self.collapse_choice is not None:
@@ -144,7 +146,7 @@ class DeltasScreen(ModeScreen):
     @on(DeltaGrid.CursorMoved, "#deltas-grid")
     def _cell_moved(self) -> None:
         self.update_detail()
-        self.refresh_bindings()
+        self.refresh_keys()
 
     def update_detail(self) -> None:
         self.query_one("#deltas-detail", Static).update(self.detail_text())

@@ -95,7 +95,7 @@ class JobsScreen(ModeScreen):
         if self.pending_focus and table.move_to_key(self.pending_focus):
             self.pending_focus = None
         self._follow_log()
-        self.refresh_bindings()
+        self.refresh_keys()
 
     def focus_run(self, run_id: str) -> None:
         """Put the cursor on a run's row now, or as soon as the list shows it."""
@@ -109,7 +109,7 @@ class JobsScreen(ModeScreen):
     @on(DataTable.RowHighlighted, "#runs")
     def _row_moved(self) -> None:
         self._follow_log()
-        self.refresh_bindings()
+        self.refresh_keys()
 
     def _follow_log(self) -> None:
         run = self.current()

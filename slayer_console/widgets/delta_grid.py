@@ -14,6 +14,7 @@ from rich.segment import Segment
 from rich.style import Style
 from textual import events
 from textual.binding import Binding
+from textual.cache import LRUCache
 from textual.geometry import Size
 from textual.message import Message
 from textual.reactive import reactive
@@ -119,6 +120,7 @@ class DeltaGrid(ScrollView, can_focus=True):
         self.order: list = []  # DeltaRows in display order
         self.columns: list[Column] = []
         self._styles: dict[str, Style] = {}
+        self._lines: LRUCache[tuple, Strip] = LRUCache(512)  # rows as drawn; cleared by show()
 
     # -- what is shown ---------------------------------------------------------------------------
     @property
@@ -185,10 +187,12 @@ class DeltaGrid(ScrollView, can_focus=True):
         rows = [r.subject_id for r in self.order]
         self.cursor_row = rows.index(row_key) if row_key in rows else 0
         self.cursor_col = keys.index(col_key) if col_key in keys else 0
+        self._lines.clear()
         self.refresh()
 
     def clear(self) -> None:
         self.table, self.order, self.columns = None, [], []
+        self._lines.clear()
         self.virtual_size = Size(0, 0)
         self.refresh()
 
@@ -214,6 +218,10 @@ class DeltaGrid(ScrollView, can_focus=True):
         return self.label(row, key)[0]
 
     # -- drawing ----------------------------------------------------------------------------------
+    def notify_style_update(self) -> None:
+        self._lines.clear()  # a theme change: the cached lines carry the old colours
+        super().notify_style_update()
+
     def style(self, name: str) -> Style:
         if name not in self._styles:
             self._styles[name] = Style.parse(name) if name else Style()
@@ -231,8 +239,15 @@ class DeltaGrid(ScrollView, can_focus=True):
         index = self.scroll_offset.y + y - HEADER
         if index >= len(self.order):
             return Strip.blank(width, base)
-        row = self.order[index]
         on_row = index == self.cursor_row
+        key = (index, self.cursor_col if on_row else -1, self.scroll_offset.x, width)
+        line = self._lines.get(key)
+        if line is None:
+            line = self._lines[key] = self._row_line(index, on_row, width, base)
+        return line
+
+    def _row_line(self, index: int, on_row: bool, width: int, base: Style) -> Strip:
+        row = self.order[index]
         row_style = base + self.get_component_rich_style("delta-grid--cursor-row") if on_row else base
         cursor = self.get_component_rich_style("delta-grid--cursor")
         cells = []

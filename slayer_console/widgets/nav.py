@@ -1,4 +1,4 @@
-"""The mode bar under the header: which screen is shown and the digit that opens each one."""
+"""The mode bar under the header: which screen is shown, the digit that opens each one, and F1."""
 
 from __future__ import annotations
 
@@ -27,4 +27,7 @@ class NavBar(Static):
             text.append(f" {key} ", style="bold")
             text.append(f"{label} ", style=style)
             text.append(" ")
+        text.append("│ ", style="dim")
+        text.append("F1", style="bold")
+        text.append(" help")
         return text
