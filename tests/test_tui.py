@@ -15,9 +15,6 @@ from slayer_console.screens.decide import DecideDialog
 from slayer_console.screens.deltas import DeltasScreen
 from slayer_console.screens.launch import LaunchDialog
 
-pytestmark = pytest.mark.asyncio
-
-
 @pytest.fixture(scope="module")
 def template(tmp_path_factory):
     return campaign_template(tmp_path_factory)
@@ -234,3 +231,37 @@ async def test_checking_a_new_box_asks_about_its_host_key(sshd, tmp_path):
         assert pinned_keys(settings.home, "127.0.0.1", sshd.port)
         assert "no working python" in app.box_reports["lab"].problem
         assert "problem" in app.screen.query_one("#boxes").get_row("lab")[-1].plain
+
+
+HEAVY = ("torch", "transformers", "peft", "trl", "datasets", "llama_cpp")
+
+VISIT_EVERY_SCREEN = """
+import asyncio, sys
+from slayer_console.app import make_app
+from slayer_console.context import Settings
+
+async def main():
+    app = make_app(Settings.create(sys.argv[1]), poll_s=0.1)
+    async with app.run_test(size=(120, 40)) as pilot:
+        for key in "2345":
+            await pilot.press(key)
+            await pilot.pause(0.3)
+        while not app.job_kinds:
+            await pilot.pause(0.1)
+        await pilot.press("3", "n")
+        await pilot.pause(0.3)
+    print(" ".join(m for m in {heavy!r} if m in sys.modules))
+
+asyncio.run(main())
+"""
+
+
+def test_the_console_never_loads_the_ml_stack(campaign):
+    """Every screen, the job kinds and the launch dialog: torch and friends stay out of the TUI process."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", VISIT_EVERY_SCREEN.format(heavy=HEAVY), str(campaign.home)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == ""

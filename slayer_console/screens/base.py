@@ -38,7 +38,9 @@ class ModeScreen(WorkerErrors, Screen):
         self.watch(self.app, "stamp", self._store_changed, init=False)
 
     def on_screen_resume(self) -> None:
-        self.reload()
+        # After the frame: a loader's first store access imports SQLAlchemy and checks migrations,
+        # which would otherwise hold the interpreter while the screen is first painted.
+        self.call_after_refresh(self.reload)
 
     def _store_changed(self) -> None:
         if self.is_current:
