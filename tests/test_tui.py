@@ -4,28 +4,16 @@ box check over real SSH that asks about the host key."""
 
 from __future__ import annotations
 
-import pytest
 from textual.widgets import Checkbox, TextArea
-from tui_campaign import GATES, base_outcomes, flipped, gate_event, ingest_events, subject
 from sshd import sshd, sshd_factory  # noqa: F401  (fixtures)
-from tui_pilot import campaign_template, fresh_settings, grid_names, settings_from, star_row, type_text, until
+from tui_campaign import GATES, base_outcomes, flipped, gate_event, ingest_events, subject
+from tui_pilot import campaign, campaign_db  # noqa: F401  (fixtures)
+from tui_pilot import fresh_settings, grid_names, star_row, type_text, until
 
 from slayer_console.app import make_app
 from slayer_console.screens.decide import DecideDialog
 from slayer_console.screens.deltas import DeltasScreen
 from slayer_console.screens.launch import LaunchDialog
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory):
-    return campaign_template(tmp_path_factory)
-
-
-@pytest.fixture
-def campaign(template, tmp_path):
-    settings = settings_from(template, tmp_path)
-    yield settings
-    settings.store().close()
-
 
 def decisions(settings):
     from store.decisions import decisions_for

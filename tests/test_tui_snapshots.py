@@ -4,22 +4,16 @@ no clocks, no random ids, pinned terminal sizes. Update with `pytest tests/test_
 from __future__ import annotations
 
 import pytest
-from tui_pilot import campaign_template, settings_from, settled, until
+from tui_pilot import campaign, campaign_db, settled, until  # noqa: F401  (fixtures)
 
 from slayer_console.app import make_app
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory):
-    return campaign_template(tmp_path_factory)
-
-
 @pytest.fixture
-def campaign(template, tmp_path):
-    settings = settings_from(template, tmp_path)
-    (settings.home / "boxes.toml").write_text('[gb10]\nuser = "op"\nhost = "gb10.lan"\nworkdir = "~/slayer"\n')
-    yield settings
-    settings.store().close()
+def with_box(campaign):
+    """The campaign, plus an SSH box in boxes.toml (never contacted)."""
+    (campaign.home / "boxes.toml").write_text('[gb10]\nuser = "op"\nhost = "gb10.lan"\nworkdir = "~/slayer"\n')
+    return campaign
 
 
 def ready(*keys: str, check=None):
@@ -35,8 +29,8 @@ def ready(*keys: str, check=None):
     return run
 
 
-def test_dashboard(snap_compare, campaign):
-    app = make_app(campaign, poll_s=0.2)
+def test_dashboard(snap_compare, with_box):
+    app = make_app(with_box, poll_s=0.2)
     assert snap_compare(app, terminal_size=(120, 30), run_before=ready())
 
 
@@ -65,6 +59,6 @@ def test_jobs(snap_compare, campaign):
     assert snap_compare(app, terminal_size=(110, 20), run_before=ready())
 
 
-def test_boxes(snap_compare, campaign):
-    app = make_app(campaign, poll_s=0.2, mode="boxes")
+def test_boxes(snap_compare, with_box):
+    app = make_app(with_box, poll_s=0.2, mode="boxes")
     assert snap_compare(app, terminal_size=(110, 16), run_before=ready("j"))

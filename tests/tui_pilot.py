@@ -1,10 +1,11 @@
-"""Pilot helpers for the TUI tests: a settings object on a fresh home, waiting for a condition, typing."""
+"""Pilot helpers for the TUI tests: the campaign store fixtures, waiting for a condition, typing."""
 
 from __future__ import annotations
 
 import shutil
 import time
-from pathlib import Path
+
+import pytest
 
 from slayer_console.context import Settings
 
@@ -15,8 +16,9 @@ def fresh_settings(tmp_path) -> Settings:
     return Settings.create(str(tmp_path / "home"))
 
 
-def campaign_template(tmp_path_factory) -> Path:
-    """Build the campaign store once per test session (migrations and ingest cost seconds)."""
+@pytest.fixture(scope="module")
+def campaign_db(tmp_path_factory):
+    """The campaign store, built once per test module (migrations and ingest cost seconds)."""
     from tui_campaign import build_campaign
 
     settings = fresh_settings(tmp_path_factory.mktemp("campaign"))
@@ -25,12 +27,14 @@ def campaign_template(tmp_path_factory) -> Path:
     return settings.home / "slayer.db"
 
 
-def settings_from(template, tmp_path) -> Settings:
-    """A fresh home whose store is a copy of `template`."""
+@pytest.fixture
+def campaign(campaign_db, tmp_path) -> Settings:
+    """A fresh home whose store is a copy of the campaign store."""
     settings = fresh_settings(tmp_path)
     settings.home.mkdir(parents=True)
-    shutil.copyfile(template, settings.home / "slayer.db")
-    return settings
+    shutil.copyfile(campaign_db, settings.home / "slayer.db")
+    yield settings
+    settings.store().close()
 
 
 async def until(pilot, predicate, timeout: float = 15.0, what: str = "condition"):
