@@ -35,7 +35,7 @@ class Demo:
     def run(self, title: str, spec: dict) -> Path:
         """Write the spec, launch it locally, follow it with a progress bar, fail loudly if it fails."""
         from remotes.local import launch_local
-        from slayer_console.commands.runs import follow_local
+        from slayer_console.commands.runs import follow_local, last_log_line
         from store.ingest import register_run
         from store.queries import get_run
 
@@ -51,7 +51,7 @@ class Demo:
                      run_dir=str(launched.run_dir), box="local", pid=launched.pid)
         status = follow_local(store, launched.run_id, launched.run_dir, launched.pid)
         if status != "succeeded":
-            error = get_run(store, launched.run_id).error
+            error = get_run(store, launched.run_id).error or last_log_line(launched.run_dir)
             raise click.ClickException(f"demo step {self.step_no} ({title}) {status}: {error} "
                                        f"(log: {launched.run_dir / 'log.txt'})")
         return launched.run_dir / "outputs"

@@ -39,8 +39,10 @@ def follow_local(store, run_id: str, run_dir: Path, pid: int | None, quiet: bool
             if view.status in TERMINAL:
                 return view.status
             if not alive and pid is not None:
-                # The process is gone without a final status (killed -9): one last pass, then say so.
-                ingest_run_dir(store, run_dir)
+                # The process is gone without a final status (killed -9, or it died before its first
+                # event): one last pass, then say so.
+                if (run_dir / "events.jsonl").exists():
+                    ingest_run_dir(store, run_dir)
                 status = get_run(store, run_id).status
                 return status if status in TERMINAL else "lost"
             time.sleep(poll_s)
@@ -83,11 +85,21 @@ def run(spec_path: str, box: str, detach: bool, experiment: str | None, quiet: b
     _finish(store, launched.run_id, status)
 
 
+def last_log_line(run_dir: Path) -> str:
+    """The last non-empty line of a run's log.txt: why a job that wrote no final status died."""
+    try:
+        lines = (Path(run_dir) / "log.txt").read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return lines[-1] if lines else ""
+
+
 def _finish(store, run_id: str, status: str) -> None:
     from store.queries import get_run
 
     view = get_run(store, run_id)
-    click.echo(f"{run_id} {status}" + (f": {view.error}" if view.error else ""))
+    error = view.error or (last_log_line(Path(view.run_dir)) if status == "lost" else "")
+    click.echo(f"{run_id} {status}" + (f": {error}" if error else ""))
     if status != "succeeded":
         sys.exit(1)
 
