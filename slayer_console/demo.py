@@ -119,7 +119,7 @@ def run_demo(settings, fast: bool = False, seed: int = 0) -> str:
                         "replay_share": share, "klej_max_share": 0.5, "seed": seed, "guard_against": _guard(world),
                         **({"replay": str(replay / "replay.jsonl")} if share else {})})
         mixes[label] = str(out / "train_v2_mix.jsonl")
-    steps, save = (30, 10) if fast else (90, 30)
+    steps, save = (24, 8) if fast else (90, 30)
     for i, label in enumerate(("no-replay", "replay")):
         demo.run(f"DoRA adapter {label}: {steps} steps, every checkpoint gated",
                  _sft(f"sft-{label}", base, mixes[label], world, steps, save, 1e-3, base_gated=(i == 0)))
