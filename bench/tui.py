@@ -3,11 +3,11 @@ and time to re-rank on a λ change, measured through the real app (headless Pilo
 
     python bench/tui.py [--subjects 300] [--gates 40] [--n 200]
 
-Prints: the import time and, in a real terminal (tmux), the first paint on an empty store; for the filled store, per terminal size: from start
-to the painted delta table (the first size computes every paired statistic; later ones find them
-cached by store.deltas), from the key `5` back to the painted table, from a λ key to the re-ranked
-table, and the longest the UI's event loop was blocked meanwhile (what an operator would feel as a stall;
-the store work runs in workers).
+Prints: the import time and, in a real terminal (tmux), the first paint on an empty store; for the
+filled store, per terminal size: from start to the painted delta table (the first size computes every
+paired statistic; later ones find them cached by store.deltas), from the key `5` back to the painted
+table, from a λ key to the re-ranked table, and the longest the UI's event loop was blocked meanwhile
+(what an operator would feel as a stall; the store work runs in workers).
 """
 
 from __future__ import annotations
@@ -167,8 +167,9 @@ def main() -> None:
             print(f"terminal {size[0]}×{size[1]} (table {r['rows x cols'][0]} rows × {r['rows x cols'][1]} columns):")
             print(f"  start → deltas painted    {r['open']:.2f} s")
             print(f"  key 5 → deltas painted    {r['back']:.2f} s (longest UI stall {r['back lag'] * 1000:.0f} ms)")
-            print("  λ key → re-ranked, painted " + ", ".join(f"{x:.2f}" for x in r["re-rank"]) + " s (longest UI stall "
-                  + ", ".join(f"{x * 1000:.0f}" for x in r["re-rank lag"]) + " ms)")
+            stalls = ", ".join(f"{x * 1000:.0f}" for x in r["re-rank lag"])
+            print("  λ key → re-ranked, painted " + ", ".join(f"{x:.2f}" for x in r["re-rank"])
+                  + f" s (longest UI stall {stalls} ms)")
 
 
 if __name__ == "__main__":

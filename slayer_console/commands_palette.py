@@ -38,7 +38,8 @@ class ExperimentsProvider(ListProvider):
         from slayer_console.reads import experiment_summaries
 
         return [(f"experiment {e.name}", partial(self.app.open_deltas, e.name),
-                 f"open its deltas · {e.subjects} subjects, {e.runs} runs") for e in experiment_summaries(self.app.store())]
+                 f"open its deltas · {e.subjects} subjects, {e.runs} runs")
+                for e in experiment_summaries(self.app.store())]
 
 
 class SubjectsProvider(ListProvider):

@@ -55,7 +55,8 @@ async def test_accept_a_checkpoint_with_a_reason(campaign):
         assert (d.name, d.verdict, d.reason, d.override) == ("ckpt-1600", "accept", "clean gain", False)
         assert d.snapshot["row"]["name"] == "ckpt-1600" and d.snapshot["lambda"] == 1.0
         # the table shows it without a refresh key
-        await until(pilot, lambda: app.screen.grid.table.row(d.subject_id).decision == "accept", what="✓ in the table")
+        await until(pilot, lambda: app.screen.grid.table.row(d.subject_id).decision == "accept",
+                    what="✓ in the table")
         assert "✓" in app.screen.grid.cell_label(d.subject_id, "mark")
 
 

@@ -72,7 +72,8 @@ class BoxesScreen(ModeScreen):
         self.pending: tuple[str, bool] | None = None
 
     def body(self) -> ComposeResult:
-        yield Static("Boxes (boxes.toml) — c checks reachability, GPUs, memory, disk and the engine", classes="section-title")
+        yield Static("Boxes (boxes.toml) — c checks reachability, GPUs, memory, disk and the engine",
+                     classes="section-title")
         yield VimTable(id="boxes", cursor_type="row")
         yield Static("", id="box-detail")
 

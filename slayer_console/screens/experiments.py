@@ -93,7 +93,8 @@ class ExperimentsScreen(ModeScreen):
     def _detail(self, event: Detail) -> None:
         self.shown = event.experiment
         self.query_one("#subjects", VimTable).replace_rows(
-            [(s.subject_id, [s.name, s.kind, "" if s.step is None else s.step, s.run_id or ""]) for s in event.subjects])
+            [(s.subject_id, [s.name, s.kind, "" if s.step is None else s.step, s.run_id or ""])
+             for s in event.subjects])
         self.query_one("#experiment-runs", VimTable).replace_rows(
             [(r.id, [r.id, r.kind, Text(r.status, style=STATUS_STYLE.get(r.status, "")),
                      progress_bar(r.progress_done, r.progress_total)]) for r in event.runs])

@@ -200,7 +200,8 @@ class DeltaGrid(ScrollView, can_focus=True):
         """(text, style name) of one cell."""
         if key == "subject":
             tag = {"base": " (base)", "reference": " (ref)"}.get(row.kind, "")
-            name = row.name if len(row.name) + len(tag) <= SUBJECT_WIDTH else row.name[:SUBJECT_WIDTH - len(tag) - 1] + "…"
+            room = SUBJECT_WIDTH - len(tag)
+            name = row.name if len(row.name) <= room else row.name[:room - 1] + "…"
             return name + tag, "bold" if row.subject_id == self.best_id else ""
         if key == "score":
             if row.score is None:
@@ -209,7 +210,8 @@ class DeltaGrid(ScrollView, can_focus=True):
         if key == "mark":
             star = "★" if row.subject_id == self.best_id else " "
             decision = {"accept": "✓", "reject": "⊘"}.get(row.decision, "")
-            return star + decision, "bold yellow" if star != " " else ("bold green" if decision == "✓" else "bold red")
+            style = "bold yellow" if star != " " else {"✓": "bold green", "⊘": "bold red"}.get(decision, "")
+            return star + decision, style
         return delta_label(self.cell_of(row, key))
 
     def cell_label(self, subject_id: str, key: str) -> str:
