@@ -32,8 +32,8 @@ def bindings_text(screen: Screen) -> Text:
             continue
         seen.add((b.action, b.description))
         where = "everywhere" if active.node is screen.app else type(active.node).__name__
-        text.append(f"  {screen.app.get_key_display(b):<8}", style="bold")
-        text.append(f"{b.description:<14}{where}")
+        text.append(f"  {screen.app.get_key_display(b):<11}", style="bold")
+        text.append(f"{b.description:<20}{where}")
         text.append("" if active.enabled else "  (not here)", style="dim")
         text.append("\n")
     return text
