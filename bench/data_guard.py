@@ -3,36 +3,40 @@
     python bench/data_guard.py [--train 100000] [--items 50000] [--seed 0]
 
 Both implementations apply the same rules (engine/data/guard.py: word 13-grams, exact prompts, short
-items by all fields) to the same synthetic data and must drop the same examples. Prints, for each,
-index build and check seconds, training prompts/s, and peak traced memory (tracemalloc, in a second
-pass so it does not slow the timed one); then the ratios (goal ≥ 3× faster, ≤ ½ the memory).
+items by all fields) to the same synthetic data and must drop the same examples. Each runs in its own
+process; prints index build and check seconds, training prompts/s (build + check) and peak RSS above
+the loaded data (Linux VmHWM, reset after loading), then the ratios (goal ≥ 3× faster, ≤ ½ the memory).
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import hashlib
 import json
+import re
+import subprocess
 import sys
 import time
-import tracemalloc
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.data.guard import MIN_WORDS, NGRAM, GuardIndex, GuardItem, GuardSet, words  # noqa: E402
+from engine.data.guard import MIN_WORDS, NGRAM, GuardIndex, GuardItem, GuardSet  # noqa: E402
+from engine.data.wordhash import words  # noqa: E402
 
 
 class PlainGuard:
     """The straightforward version: dicts keyed by word tuples (13-grams, short fields) and by normalised
-    prompts; every window of every training text is cut into a tuple and looked up."""
+    prompts; every window of every training text is cut into a tuple and looked up. A 13-gram maps to a
+    bitmask of the gates holding it (a small int: no object per entry)."""
 
     def __init__(self, sets: list[GuardSet], n: int = NGRAM, min_words: int = MIN_WORDS):
         self.n = n
-        self.ngrams: dict[tuple, set[int]] = {}  # 13-gram → sets
-        self.exact: dict[str, set[int]] = {}  # normalised prompt → sets
+        self.ngrams: dict[tuple, int] = {}  # 13-gram → bitmask of sets
+        self.exact: dict[str, int] = {}  # normalised prompt → bitmask of sets
         self.short: dict[tuple, set[tuple[int, int]]] = {}  # short field → (set, item) needing it
         self.need: dict[tuple[int, int], int] = {}
         for s, gset in enumerate(sets):
@@ -40,12 +44,13 @@ class PlainGuard:
                 for text in item.exact:
                     ws = words(text)
                     if len(ws) >= min_words:
-                        self.exact.setdefault(" ".join(ws), set()).add(s)
+                        key = " ".join(ws)
+                        self.exact[key] = self.exact.get(key, 0) | 1 << s
                 fields = [tuple(w) for w in map(words, item.fields) if w]
                 if any(len(f) >= n for f in fields):
                     for f in fields:
                         for j in range(len(f) - n + 1):
-                            self.ngrams.setdefault(f[j:j + n], set()).add(s)
+                            self.ngrams[f[j:j + n]] = self.ngrams.get(f[j:j + n], 0) | 1 << s
                 elif sum(map(len, fields)) >= min_words:
                     self.need[s, i] = len(set(fields))
                     for f in set(fields):
@@ -55,18 +60,19 @@ class PlainGuard:
     def check(self, examples: list[list[str]]) -> dict[int, set[int]]:
         hits: dict[int, set[int]] = {}
         for e, texts in enumerate(examples):
-            found: set[int] = set()
+            mask = 0
             fields: dict[tuple[int, int], set[tuple]] = {}
             for text in texts:
                 ws = words(text)
-                found.update(self.exact.get(" ".join(ws), ()))
+                mask |= self.exact.get(" ".join(ws), 0)
                 for j in range(len(ws) - self.n + 1):
-                    found.update(self.ngrams.get(tuple(ws[j:j + self.n]), ()))
+                    mask |= self.ngrams.get(tuple(ws[j:j + self.n]), 0)
                 for k in self.lengths:
                     for j in range(len(ws) - k + 1):
                         window = tuple(ws[j:j + k])
                         for owner in self.short.get(window, ()):
                             fields.setdefault(owner, set()).add(window)
+            found = {s for s in range(mask.bit_length()) if mask >> s & 1}
             found.update(s for (s, i), got in fields.items() if len(got) >= self.need[s, i])
             if found:
                 hits[e] = found
@@ -122,27 +128,32 @@ def make_data(n_train: int, n_items: int, seed: int) -> tuple[list[GuardSet], li
     return sets, examples, planted
 
 
-def run_numpy(sets, examples):
-    index = GuardIndex(sets)
-    built = time.perf_counter()
-    hits = index.check(examples).hits
-    return built, hits
+def _rss_kb(field: str) -> int:
+    return int(re.search(rf"{field}:\s+(\d+)", Path("/proc/self/status").read_text()).group(1))
 
 
-def run_plain(sets, examples):
-    guard = PlainGuard(sets)
-    built = time.perf_counter()
-    return built, guard.check(examples)
-
-
-def peak_mb(fn, sets, examples) -> float:
+def measure(impl: str, n_train: int, n_items: int, seed: int) -> dict:
+    """One implementation in this process: build and check times, and peak RSS above the loaded data."""
+    sets, examples, planted = make_data(n_train, n_items, seed)
     gc.collect()
-    tracemalloc.start()
-    result = fn(sets, examples)
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    del result
-    return peak / 2**20
+    before = _rss_kb("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # resets the peak (VmHWM) to the current RSS
+    start = time.perf_counter()
+    if impl == "numpy":
+        index = GuardIndex(sets)
+        built = time.perf_counter()
+        hits = index.check(examples).hits
+    else:
+        plain = PlainGuard(sets)
+        built = time.perf_counter()
+        hits = plain.check(examples)
+    done = time.perf_counter()
+    peak = _rss_kb("VmHWM") - before
+    digest = hashlib.sha256(json.dumps(sorted((e, sorted(s)) for e, s in hits.items())).encode()).hexdigest()
+    return {"build_s": built - start, "check_s": done - built, "total_s": done - start,
+            "items_per_s": n_train / (done - start), "peak_mb": peak / 1024, "dropped": len(hits),
+            "per_gate": [sum(s in v for v in hits.values()) for s in range(len(sets))], "planted": planted,
+            "words": sum(len(x[0].split()) for x in examples), "hits_sha256": digest}
 
 
 def main() -> None:
@@ -150,32 +161,27 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=100_000)
     parser.add_argument("--items", type=int, default=50_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--impl", choices=["numpy", "plain"], help="(internal) measure one implementation here")
     args = parser.parse_args()
-    t = time.perf_counter()
-    sets, examples, planted = make_data(args.train, args.items, args.seed)
-    n_words = sum(len(x[0].split()) for x in examples)
-    print(f"data: {args.train} training prompts ({n_words} words), {args.items} gate items in 5 gates, "
-          f"{planted} planted overlaps; made in {time.perf_counter() - t:.1f} s", flush=True)
+    if args.impl:
+        print(json.dumps(measure(args.impl, args.train, args.items, args.seed)))
+        return
     results = {}
-    for name, fn in (("numpy index", run_numpy), ("plain sets", run_plain)):
-        gc.collect()
-        start = time.perf_counter()
-        built, hits = fn(sets, examples)
-        done = time.perf_counter()
-        results[name] = {"build_s": built - start, "check_s": done - built, "total_s": done - start,
-                         "items_per_s": args.train / (done - start), "dropped": len(hits),
-                         "per_gate": [sum(s in v for v in hits.values()) for s in range(len(sets))], "hits": hits}
-        del hits
-        results[name]["peak_mb"] = peak_mb(fn, sets, examples)
-        print(f"{name}: {json.dumps({k: v for k, v in results[name].items() if k != 'hits'})}", flush=True)
-    fast, plain = results["numpy index"], results["plain sets"]
-    assert fast.pop("hits") == plain.pop("hits"), "the two implementations disagree"
-    print(f"\n| implementation | build s | check s | prompts/s | peak MB | dropped |\n|---|---:|---:|---:|---:|---:|")
-    for name, r in results.items():
+    for impl in ("numpy", "plain"):  # each in a fresh process, so one's memory never counts for the other
+        out = subprocess.run([sys.executable, __file__, "--impl", impl, "--train", str(args.train), "--items",
+                              str(args.items), "--seed", str(args.seed)], check=True, capture_output=True, text=True)
+        results[impl] = json.loads(out.stdout)
+        print(f"{impl}: {out.stdout.strip()}", flush=True)
+    fast, plain = results["numpy"], results["plain"]
+    assert fast["hits_sha256"] == plain["hits_sha256"], "the two implementations disagree"
+    print(f"\n{args.train} training prompts ({fast['words']} words) vs {args.items} gate items in 5 gates; "
+          f"{fast['planted']} planted overlaps\n")
+    print("| implementation | build s | check s | prompts/s | peak MB | dropped |\n|---|---:|---:|---:|---:|---:|")
+    for name, r in (("numpy index", fast), ("plain sets", plain)):
         print(f"| {name} | {r['build_s']:.1f} | {r['check_s']:.1f} | {r['items_per_s']:,.0f} | {r['peak_mb']:.0f} | "
               f"{r['dropped']} |")
-    print(f"\nspeed: {fast['items_per_s'] / plain['items_per_s']:.1f}× (goal ≥ 3×); memory: "
-          f"{fast['peak_mb'] / plain['peak_mb']:.2f}× (goal ≤ 0.5×); identical drops: yes")
+    print(f"\nspeed: {fast['items_per_s'] / plain['items_per_s']:.1f}x (goal >= 3x); memory: "
+          f"{fast['peak_mb'] / plain['peak_mb']:.2f}x (goal <= 0.5x); identical drops: yes")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from engine.data.guard import GuardIndex, GuardItem, GuardSet, normalise
+from engine.data.guard import GuardIndex, GuardItem, GuardSet
+from engine.data.wordhash import hash_texts, normalise, words
 from test_data_klej import DATA, lines, run_cli
 
 PASSAGE = ("Wisła jest najdłuższą rzeką Polski, płynie przez Kraków i Warszawę, a uchodzi do Morza Bałtyckiego "
@@ -21,6 +22,17 @@ def check(items: list[GuardItem], examples: list[list[str]]) -> list[bool]:
 
 def test_normalisation_ignores_case_punctuation_spacing_and_unicode_forms():
     assert normalise("  Ａla   MA\u00a0kota!!! —  ﬁnał, (2024)") == "ala ma kota finał 2024"
+
+
+def test_vectorised_word_hashes_follow_the_plain_word_rule():
+    texts = ["  Ａla   MA\u00a0kota!!! —  ﬁnał, (2024)", "a_b „cytat” ½ x\x00y 😀 é\u2028z\x1cq İstanbul",
+             "", "...", "Źdźbło\tżółwia\n\ndef f(x):  return x*2  # dwa"]
+    hashes, counts = hash_texts(texts)
+    assert counts.tolist() == [len(words(t)) for t in texts]
+    again, _ = hash_texts([" ".join(words(t)) for t in texts])
+    assert hashes.tolist() == again.tolist()
+    single = [hash_texts([w])[0][0] for t in texts for w in words(t)]
+    assert hashes.tolist() == single  # a word's hash does not depend on its text or position
 
 
 def test_a_shared_13_gram_overlaps_whatever_surrounds_it():

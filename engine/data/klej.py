@@ -15,7 +15,7 @@ from pydantic import Field, model_validator
 
 from engine.data.against import GuardedConfig, guard
 from engine.data.examples import jsonl, report_json, rng, write_outputs
-from engine.data.guard import normalise
+from engine.data.wordhash import normalise
 from engine.datafiles import read_rows
 from engine.errors import SpecError
 from engine.jobs import JobConfig

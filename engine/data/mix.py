@@ -19,6 +19,7 @@ from engine.data.against import GuardedConfig, guard
 from engine.data.examples import allocate, example_texts, jsonl, report_json, rng, to_messages, write_outputs
 from engine.datafiles import read_rows
 from engine.errors import SpecError
+from engine.events import sha256_file
 
 PARTS = ("style", "replay", "klej")
 
@@ -172,6 +173,7 @@ def build_mix(config: MixConfig, out: Path, report_path: Path,
     for w in warnings:
         log(f"warning: {w}")
     report = {"builder": "mix", "output": Path(out).name, "seed": config.seed, "inputs": inputs,
+              "input_sha256": {p: sha256_file(path) for p, path in inputs.items() if path},
               "available": {p: len(clean[p]) for p in PARTS},
               "target": {"replay_share": config.replay_share, "klej_max_share": config.klej_max_share},
               "ratios": shares, "tokens": config.tokenizer or "whitespace", **table, "warnings": warnings,

@@ -53,6 +53,10 @@ class ReplayConfig(GuardedConfig):
             raise ValueError("quotas must be ≥ 0")
         if self.self_replay is None and not self.sources:
             raise ValueError("set self_replay or at least one [[sources]] table")
+        names = [SELF] + [s.name for s in self.sources]
+        twice = next((n for n in names if names.count(n) > 1), None)
+        if twice:
+            raise ValueError(f"two sources are named {twice!r}")
         return self
 
 
