@@ -37,13 +37,18 @@ def _progress(ctx):
     return lambda done, total, label: ctx.progress(done, total, "items", label)
 
 
+def _logger(ctx):
+    """Builders' messages as log events; those starting with "warning: " at level warning."""
+    return lambda message: ctx.log(message, "warning" if message.startswith("warning: ") else "info")
+
+
 def _build(ctx, build, config, stem: str, kind: str) -> None:
     """Run a builder into outputs/; artifacts: the data, its report, and the guard report on its own
     (what the model card cites)."""
     from engine.data.examples import report_json, write_outputs
 
     out, report_path = ctx.outputs / config.out, ctx.outputs / f"{stem}_report.json"
-    report = build(config, out, report_path, _progress(ctx), ctx.log)
+    report = build(config, out, report_path, _progress(ctx), _logger(ctx))
     with open(out, "rb") as f:
         ctx.log(f"wrote {sum(1 for _ in f)} examples to {out.name}")
     guard_path = ctx.outputs / f"{stem}_report_guard.json"
