@@ -20,4 +20,4 @@ def demo(ctx: click.Context, fast: bool, seed: int) -> None:
     click.secho(f"\ndelta table of {experiment!r} (tolerance {DEMO_TOLERANCE_PP:g} pp)", bold=True)
     ctx.invoke(deltas, experiment=experiment, base=None, fmt="table", lam=1.0, tolerance=DEMO_TOLERANCE_PP)
     click.echo(story(settings(), experiment))
-    click.echo(f"\nopen the console on it: slayer --home {settings().home} tui   (experiment {experiment})")
+    click.echo(f"\nopen the console on it: slayer --home {settings().home} tui --experiment {experiment}")

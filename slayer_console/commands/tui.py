@@ -8,8 +8,9 @@ from slayer_console.commands.common import settings
 
 
 @click.command()
-def tui() -> None:
+@click.option("--experiment", default=None, help="open on this experiment's delta table")
+def tui(experiment: str | None) -> None:
     """Open the console."""
     from slayer_console.app import make_app
 
-    make_app(settings()).run()
+    make_app(settings(), experiment=experiment, mode="deltas" if experiment else "dashboard").run()
