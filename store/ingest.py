@@ -169,7 +169,7 @@ def ingest_bytes(store: Store, run_id: str, data: bytes, offset: int, source: st
     """
     stats = IngestStats()
     error: SpecError | None = None
-    with store.write() as s:
+    with store.write(lock_key=f"ingest:{run_id}") as s:
         run = s.get(Run, run_id)
         if run is None:
             run = Run(id=run_id, box=box, run_dir=run_dir, created_ms=now_ms())

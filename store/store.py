@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from sqlalchemy import create_engine, event, inspect
+from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -116,10 +116,10 @@ class Store:
             command.upgrade(_alembic_config(conn), revision)
 
     # -- sessions ---------------------------------------------------------------------------------
+    @staticmethod
     @contextmanager
-    def session(self) -> Iterator[Session]:
-        """A read or plain write session: commits on success, rolls back on error."""
-        with Session(self.engine, expire_on_commit=False) as s:
+    def _committing(session: Session) -> Iterator[Session]:
+        with session as s:
             try:
                 yield s
                 s.commit()
@@ -127,21 +127,23 @@ class Store:
                 s.rollback()
                 raise
 
+    def session(self):
+        """A read or plain write session: commits on success, rolls back on error."""
+        return self._committing(Session(self.engine, expire_on_commit=False))
+
     @contextmanager
-    def write(self) -> Iterator[Session]:
-        """A write transaction that takes SQLite's write lock up front (BEGIN IMMEDIATE), so
-        read-then-write sequences (ingest cursors) never race and never hit "database is locked"
-        on lock upgrade; the busy timeout makes writers queue instead."""
+    def write(self, lock_key: str | None = None) -> Iterator[Session]:
+        """A write transaction for read-then-write sequences (ingest cursors). SQLite takes its write lock
+        up front (BEGIN IMMEDIATE; the busy timeout makes writers queue, never "database is locked");
+        PostgreSQL takes a transaction-scoped advisory lock on `lock_key`, so two writers of the same
+        key run one after the other."""
         with self.engine.connect() as conn:
             conn.info["immediate"] = True
             try:
-                with Session(bind=conn, expire_on_commit=False) as s:
-                    try:
-                        yield s
-                        s.commit()
-                    except BaseException:
-                        s.rollback()
-                        raise
+                with self._committing(Session(bind=conn, expire_on_commit=False)) as s:
+                    if lock_key is not None and self.engine.dialect.name == "postgresql":
+                        s.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": lock_key})
+                    yield s
             finally:
                 conn.info.pop("immediate", None)
 

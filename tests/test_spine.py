@@ -255,3 +255,33 @@ def test_out_of_date_store_says_what_to_run_then_upgrades(tmp_path, home):
     assert proc.returncode == 0 and "schema at 0001" in proc.stdout
     current, head = Store.open(str(home / "slayer.db"), upgrade=False).revisions()
     assert current == head == "0001"
+
+
+def test_two_ingesters_of_one_growing_run_at_once_never_double_or_fail(tmp_path, store_url):
+    import threading
+
+    run_dir = tmp_path / "r1"
+    run_dir.mkdir()
+    data = _write_events(run_dir / "events.jsonl", 400)
+    (run_dir / "events.jsonl").write_bytes(b"")
+    stores = [Store.open(store_url), Store.open(store_url)]
+    errors: list[BaseException] = []
+
+    def ingest_until_done(store):
+        try:
+            while get_run(store, "r1").status != "succeeded" if count_rows(store, Run) else True:
+                ingest_run_dir(store, run_dir)
+        except BaseException as e:  # noqa: BLE001 - reported by the assertion below
+            errors.append(e)
+
+    threads = [threading.Thread(target=ingest_until_done, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for cut in range(0, len(data) + 1, len(data) // 20):  # the file grows while both ingest
+        (run_dir / "events.jsonl").write_bytes(data[:cut])
+        time.sleep(0.02)
+    (run_dir / "events.jsonl").write_bytes(data)
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == []
+    assert count_rows(stores[0], Metric) == 400
