@@ -269,7 +269,7 @@ def test_two_ingesters_of_one_growing_run_at_once_never_double_or_fail(tmp_path,
 
     def ingest_until_done(store):
         try:
-            while get_run(store, "r1").status != "succeeded" if count_rows(store, Run) else True:
+            while not (count_rows(store, Run) and get_run(store, "r1").status == "succeeded"):
                 ingest_run_dir(store, run_dir)
         except BaseException as e:  # noqa: BLE001 - reported by the assertion below
             errors.append(e)
