@@ -17,7 +17,7 @@ from engine.jobs import dumps_toml, parse_spec
 # n = 40–81 items per demo gate cannot resolve a 0.5 pp change (one item is 1.2–2.5 pp), so the demo judges
 # at a tolerance its gates can see; real suites keep each gate's own (0.5 pp).
 DEMO_TOLERANCE_PP = 5.0
-DEMO_GATES = ["polish_psc", "polish_8tags", "polemo2_in", "polish_dyk", "arc_easy", "arc_challenge"]
+DEMO_GATES = ["polish_psc", "polish_8tags", "polemo2_in", "polish_dyk", "arc_easy", "arc_challenge", "style_pref"]
 
 
 @dataclass
@@ -84,7 +84,8 @@ def next_experiment(settings, name: str = "demo") -> str:
 def _gates(world: dict, base: bool = True) -> dict:
     return {"gates": DEMO_GATES, "base": base, "device": "cpu", "batch_size": 16, "files": {
         "polish_psc": world["psc_test"], "polish_8tags": world["8tags_test"], "polemo2_in": world["polemo2_in_test"],
-        "polish_dyk": world["dyk_test"], "arc_easy": world["facts_test"], "arc_challenge": world["sums_test"]}}
+        "polish_dyk": world["dyk_test"], "arc_easy": world["facts_test"], "arc_challenge": world["sums_test"],
+        "style_pref": world["style_pairs"]}}
 
 
 def _guard(world: dict) -> list[str]:

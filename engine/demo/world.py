@@ -44,20 +44,21 @@ SENTIMENT = {  # polemo2_in targets (EVAL_SPEC order) with review vocabulary
     "__label__meta_amb": ["Pokój ładny, ale obsługa niemiła.", "Jedzenie dobre, niestety drogo.",
                           "Lekarz kompetentny, choć spóźniony.", "Widok piękny, za to hałas w nocy."],
 }
-STYLE = [  # (prompt, natural answer, stiff answer)
-    ("Jak minął ci dzień?", "Całkiem dobrze, dzięki! Trochę pracy, potem spacer.",
-     "Uprzejmie informuję, iż dzień przebiegł w sposób zadowalający."),
-    ("Polecisz jakąś książkę?", "Jasne, sięgnij po „Lalkę” – wciąga od pierwszej strony.",
-     "W odpowiedzi na zapytanie wskazuję pozycję literacką „Lalka”."),
-    ("Co ugotować na obiad?", "Może pierogi z serem? Szybko i zawsze smakują.",
-     "Rekomenduje się przygotowanie potrawy w postaci pierogów."),
-    ("Jaka jutro pogoda?", "Ma być słonecznie, więc bierz okulary.",
-     "Zgodnie z prognozą przewiduje się wystąpienie nasłonecznienia."),
-    ("Jak się uczyć do egzaminu?", "Rób krótkie przerwy i powtarzaj na głos – działa.",
-     "Zaleca się stosowanie przerw oraz powtórzeń werbalnych."),
-    ("Co robić w weekend?", "Wyskocz za miasto, las dobrze robi na głowę.",
-     "Proponuje się realizację wyjazdu poza obszar miejski."),
-]
+STYLE_TOPICS = ["pierogi", "spacer po lesie", "nowy rower", "wyjazd nad morze", "kurs gotowania", "basen",
+                "koncert jazzowy", "gra planszowa", "wizyta w muzeum", "nauka gitary", "wycieczka w góry",
+                "kino plenerowe", "bieganie rano", "ogród na balkonie"]
+STYLE_PROMPTS = ["Co sądzisz o temacie: {x}?", "Polecasz {x}?", "Czy warto spróbować: {x}?"]
+STYLE_NATURAL = ["Jasne, {x} to świetny pomysł – spróbuj!", "Pewnie, {x} zawsze poprawia humor.",
+                 "Myślę, że {x} ci się spodoba, serio."]
+STYLE_STIFF = ["Uprzejmie informuję, iż {x} stanowi rozwiązanie rekomendowane.",
+               "W odpowiedzi na zapytanie wskazuje się, że {x} jest zasadne.",
+               "Zgodnie z posiadaną wiedzą {x} należy uznać za właściwe."]
+
+
+def style_triples() -> list[tuple[str, str, str, str]]:
+    """(topic, prompt, natural answer, stiff answer): the same content said naturally and stiffly."""
+    return [(x, p.format(x=x), n.format(x=x), st.format(x=x)) for x in STYLE_TOPICS
+            for i, p in enumerate(STYLE_PROMPTS) for n, st in [(STYLE_NATURAL[i], STYLE_STIFF[i])]]
 
 
 def _jsonl(path: Path, rows: list[dict]) -> Path:
@@ -191,9 +192,11 @@ def write_world(out: Path, seed: int = 0, n_test: int = 40, n_train: int = 160, 
         train, test = _split([make() for _ in range(total * 3)], key, n_test)
         files[f"{task}_train"] = _jsonl(out / "klej" / f"{task}_train.jsonl", train[:n_train])
         files[f"{task}_test"] = _jsonl(out / "klej" / f"{task}_test.jsonl", test)
-    pairs = [{"prompt": p, "chosen": c, "rejected": r} for p, c, r in STYLE]
-    files["style_pairs"] = _jsonl(out / "style" / "style_pairs_test.jsonl", pairs)
+    triples = style_triples()
+    held_out = set(STYLE_TOPICS[-4:])  # test topics never appear in the style training data
+    files["style_pairs"] = _jsonl(out / "style" / "style_pairs_test.jsonl", [
+        {"prompt": p, "chosen": c, "rejected": r} for topic, p, c, r in triples if topic in held_out])
     files["style_sft"] = _jsonl(out / "style" / "style_train.jsonl", [
         {"messages": [{"role": "user", "content": p}, {"role": "assistant", "content": c}]}
-        for _ in range(20) for p, c, _ in STYLE])
+        for _ in range(4) for topic, p, c, _ in triples if topic not in held_out])
     return {k: str(v) for k, v in files.items()}
