@@ -103,6 +103,10 @@ def _sft(name: str, model: str, data: str, world: dict, steps: int, save: int, l
 
 
 def run_demo(settings, fast: bool = False, seed: int = 0) -> str:
+    import os
+
+    # Tiny models: one thread per job is fastest, and the demo runs several jobs at once on small boxes.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     demo = Demo(settings, next_experiment(settings), fast, seed)
     click.echo(f"experiment {demo.experiment!r} in {settings.home}")
     tiny = demo.run("build a tiny Qwen3 base model", {"kind": "model.tiny", "name": "tiny-base", "seed": seed})
