@@ -24,8 +24,6 @@ DEMO_GATES = ["polish_psc", "polish_8tags", "polemo2_in", "polish_dyk", "arc_eas
 class Demo:
     settings: object
     experiment: str
-    fast: bool
-    seed: int
     step_no: int = 0
 
     @property
@@ -107,7 +105,7 @@ def run_demo(settings, fast: bool = False, seed: int = 0) -> str:
 
     # Tiny models: one thread per job is fastest, and the demo runs several jobs at once on small boxes.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    demo = Demo(settings, next_experiment(settings), fast, seed)
+    demo = Demo(settings, next_experiment(settings))
     click.echo(f"experiment {demo.experiment!r} in {settings.home}")
     tiny = demo.run("build a tiny Qwen3 base model", {"kind": "model.tiny", "name": "tiny-base", "seed": seed})
     world_out = demo.run("generate the demo world (general skills, Polish tasks, style data)",
@@ -157,7 +155,7 @@ def run_demo(settings, fast: bool = False, seed: int = 0) -> str:
 
 def accept_best(demo: Demo) -> dict:
     """Deltas → Pareto selection → accept the best checkpoint, as an operator would (recorded as the demo)."""
-    from store.decisions import decide
+    from store.decisions import decide, find_subject
     from store.deltas import best, delta_table
 
     demo.step_no += 1
@@ -170,8 +168,6 @@ def accept_best(demo: Demo) -> dict:
     decide(store, row.subject_id, "accept", reason, actor="slayer demo", override=override,
            tolerance=DEMO_TOLERANCE_PP, experiment=demo.experiment)
     click.echo(f"accepted {row.name}: score {row.score:.2f}, verdict {row.verdict} — {reason}")
-    from store.decisions import find_subject
-
     recipe = find_subject(store, row.subject_id, demo.experiment)[1].recipe
     return {"name": row.name, "adapter": recipe["adapter"]}
 
