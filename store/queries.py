@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from sqlalchemy import func, select
 
 from engine.errors import SpecError
-from store.models import Experiment, Metric, Run
+from store.models import Experiment, Run
 from store.store import Store
 
 
@@ -63,12 +63,6 @@ def get_run(store: Store, run_id: str) -> RunView:
     if len(rows) > 1:
         raise SpecError(f"{store.url}: run prefix {run_id!r} is ambiguous")
     return RunView(*rows[0])
-
-
-def metric_series(store: Store, run_id: str, key: str) -> list[tuple[int, float]]:
-    with store.session() as s:
-        return [tuple(r) for r in s.execute(select(Metric.step, Metric.value).where(
-            Metric.run_id == run_id, Metric.key == key).order_by(Metric.step, Metric.seq)).all()]
 
 
 def count_rows(store: Store, table) -> int:
