@@ -148,7 +148,7 @@ class _Batch:
 
 
 def _parse_lines(data: bytes, offset: int, first_line: int, source: str):
-    """Yield (end_offset, event) for every complete line of `data`; stop at a malformed one by raising."""
+    """Yield (line number, end_offset, event) for every complete line of `data`; raise at a malformed one."""
     end = offset
     for line_no, raw in enumerate(data[:data.rfind(b"\n") + 1].split(b"\n")[:-1], start=first_line + 1):
         end += len(raw) + 1
@@ -158,7 +158,7 @@ def _parse_lines(data: bytes, offset: int, first_line: int, source: str):
                 raise ValueError("not an event object with seq and type")
         except ValueError as e:
             raise SpecError(f"{source}:{line_no}: malformed event line ({e})") from None
-        yield end, event
+        yield line_no, end, event
 
 
 def ingest_bytes(store: Store, run_id: str, data: bytes, offset: int, source: str,
@@ -186,7 +186,7 @@ def ingest_bytes(store: Store, run_id: str, data: bytes, offset: int, source: st
         last_seq, last_offset = cursor.seq or 0, cursor.offset or 0
         metrics = batch.metrics
         try:
-            for end, event in _parse_lines(data, offset, first_line, source):
+            for line_no, end, event in _parse_lines(data, offset, first_line, source):
                 seq = event["seq"]
                 if seq <= last_seq:
                     continue
@@ -194,11 +194,15 @@ def ingest_bytes(store: Store, run_id: str, data: bytes, offset: int, source: st
                     raise SpecError(f"{source}: events jump from seq {last_seq} to {seq} (a gap)")
                 if event.get("run", run_id) != run_id:
                     raise SpecError(f"{source}: event seq {seq} belongs to run {event.get('run')!r}, not {run_id!r}")
-                if event["type"] == "metric":  # the hot path: training logs thousands of these
-                    metrics.append((run_id, seq, event["key"], event.get("step", 0), event["value"],
-                                    int(event["ts"] * 1000)))
-                else:
-                    batch.apply(event)
+                try:
+                    if event["type"] == "metric":  # the hot path: training logs thousands of these
+                        metrics.append((run_id, seq, event["key"], event.get("step", 0), event["value"],
+                                        int(event["ts"] * 1000)))
+                    else:
+                        batch.apply(event)
+                except (KeyError, TypeError, ValueError) as e:
+                    raise SpecError(f"{source}:{line_no}: {event['type']} event without a valid "
+                                    f"{e.args[0] if isinstance(e, KeyError) else 'field'} ({e.__class__.__name__})") from None
                 last_seq, last_offset = seq, end
                 stats.events += 1
         except SpecError as e:

@@ -285,3 +285,15 @@ def test_two_ingesters_of_one_growing_run_at_once_never_double_or_fail(tmp_path,
         t.join(timeout=120)
     assert errors == []
     assert count_rows(stores[0], Metric) == 400
+
+
+def test_an_event_missing_its_fields_is_a_file_line_error_not_a_traceback(tmp_path, store_url):
+    run_dir = tmp_path / "r1"
+    run_dir.mkdir()
+    lines = _write_events(run_dir / "events.jsonl", 5).split(b"\n")
+    lines[4] = b'{"run": "r1", "seq": 5, "ts": 2.0, "type": "metric", "value": 1.0}'
+    (run_dir / "events.jsonl").write_bytes(b"\n".join(lines))
+    store = Store.open(store_url)
+    with pytest.raises(SpecError, match=r"events.jsonl:5: metric event without a valid key"):
+        ingest_run_dir(store, run_dir)
+    assert count_rows(store, Metric) == 2  # seq 3 and 4 stay
