@@ -13,7 +13,6 @@ if command -v apt-get >/dev/null; then
     apt-get install -y -qq "${need[@]}" >/dev/null
   fi
 fi
-python3 -m pip install -q --upgrade pip >/dev/null
 # CPU torch first, pinned: a bare `torch` requirement would pull a multi-GB CUDA build.
 python3 -m pip install -q torch==2.13.0
 python3 -m pip install -q -e ".[test]"
