@@ -31,13 +31,19 @@ def tiny_gguf() -> Path:
 
 
 @contextmanager
-def llama_server(gguf: Path | None = None, n_ctx: int = 2048):
-    """Start `python -m llama_cpp.server` on a free loopback port; yields the API base URL (…/v1)."""
+def llama_server(gguf: Path | None = None, n_ctx: int = 2048, binary: str | None = None, parallel: int = 1):
+    """Start `python -m llama_cpp.server` on a free loopback port; yields the API base URL (…/v1). With `binary`,
+    llama.cpp's own `llama-server` instead, with `parallel` slots of n_ctx tokens each (continuous batching)."""
     port = free_port()
     log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"llama_server_{port}.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(gguf or tiny_gguf()),
-                             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx)],
-                            stdout=log, stderr=subprocess.STDOUT)
+    where = ["--host", "127.0.0.1", "--port", str(port)]
+    if binary:
+        command = [binary, "-m", str(gguf or tiny_gguf()), *where, "-c", str(n_ctx * parallel), "--parallel",
+                   str(parallel), "--cont-batching", "--jinja"]
+    else:
+        command = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf or tiny_gguf()), *where,
+                   "--n_ctx", str(n_ctx)]
+    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/v1"
     try:
         deadline = time.monotonic() + 120

@@ -50,8 +50,9 @@ def replay_config(files, **extra) -> dict:
 def test_replay_fills_skill_quotas_guards_and_records_sources(files, tmp_path):
     from engine.tiny.build import tiny_model_dir
 
+    # A tiny random base never stops by itself: keep its cut answers (test_data_replay covers dropping them).
     self_replay = {"model": str(tiny_model_dir("qwen3")), "prompts": files["prompts"], "licence": "apache-2.0",
-                   "max_new_tokens": 6, "batch_size": 4}
+                   "max_new_tokens": 6, "batch_size": 4, "drop_unfinished": False}
     config = parse_spec(replay_config(files, self_replay=self_replay), "test").config
     from engine.data.replay import build_replay
 
@@ -86,11 +87,13 @@ def test_synthetic_sources_are_refused_unless_overridden_and_then_recorded(files
     assert json.loads((tmp_path / "r.json").read_text())["synthetic_override"]["used_by"] == ["alpaca-gpt4-pl"]
 
 
-def test_sources_must_declare_licence_and_provenance(files):
+def test_own_sources_must_declare_licence_and_provenance(files, tmp_path):
+    from engine.data.replay import build_replay
+
     spec = replay_config(files)
     del spec["sources"][0]["licence"]
-    with pytest.raises(SpecError, match=r"missing required key 'sources.0.licence'"):
-        parse_spec(spec, "test")
+    with pytest.raises(SpecError, match=r"human.jsonl: source 'human-pl': a set of your own needs `licence`"):
+        build_replay(parse_spec(spec, "test").config, tmp_path / "r.jsonl", tmp_path / "r.json")
 
 
 @pytest.fixture

@@ -97,47 +97,67 @@ def run_klej(config: KlejJobConfig, ctx) -> None:
     _build(ctx, build_klej, config, "klej", "klej_report")
 
 
-REPLAY_EXAMPLE = '''# data.replay: the general replay set that anchors every skill the gates protect. Self-replay: the
-# base model answers a prompt file (rows: prompt, skill) through the gates' hf backend; local human/open
-# sets declare licence and provenance. Sets made of OpenAI/Anthropic outputs are refused.
+REPLAY_EXAMPLE = '''# data.replay: the general replay set that anchors every axis the gates protect. Self-replay first:
+# the base answers the shipped prompt grid (310 prompts over ten skills, CC0) through the hf backend or an
+# OpenAI-compatible endpoint; open sets (Aya, Dolly-15k, OASST, OpenMathInstruct-2, or your own rows) fill
+# what is left. Sets made of OpenAI/Anthropic outputs are refused; rows whose answers carry closed-model
+# boilerplate are dropped; answers that hit max_new_tokens are dropped. The report shows per gated axis
+# the examples that anchor it.
 kind = "data.replay"
 name = "replay"
 
 seed = 0
 allow_synthetic_override = false  # true: use OpenHermes/UltraChat/Alpaca/ShareGPT/GPT-4 sets anyway (recorded)
 guard_against = ["core"]          # suites, gates, "gate=FILE" or test files the guard checks
+gated = ["core"]                  # suites or gates whose axes the replay must anchor (shown in the report)
 out = "replay.jsonl"
 
 # [guard_files]                   # offline boxes: gate name -> local test file
 # mmlu = "/data/mmlu/test.parquet"
 
-[quotas]                          # skill -> examples wanted
+[quotas]                          # skill -> examples wanted (default: the plan's grid, 310)
 code = 50
-math = 50
-reasoning = 50
-en_knowledge = 50
+math = 40
+reasoning = 30
+en_knowledge = 30
 multilingual = 50
-instruction = 50
-summarisation = 50
-structured_output = 50
-safety = 50
-chat = 50
+instruction = 30
+summarisation = 20
+structured_output = 20
+safety = 20
+chat = 20
 
 [self_replay]
 model = "Qwen/Qwen3-0.6B"         # the base model being adapted (HF id or local directory)
-prompts = "replay_prompts.jsonl"  # rows: {"prompt": ..., "skill": ...}
+# prompts = "my_prompts.jsonl"    # rows: {"prompt": ..., "skill": ...}; default: the shipped grid
 licence = "apache-2.0"            # licence of the base model's outputs
 device = "cpu"                    # cuda on a GPU box
-max_new_tokens = 512
+max_new_tokens = 512              # answers that reach it are dropped as unfinished
 batch_size = 8
-chat_template = true
+chat_template = true              # thinking off (enable_thinking = false)
+# endpoint = "http://127.0.0.1:8000/v1"   # vLLM / llama-server serving the base: much faster than hf generate
+# served_model = "qwen3.5-27b"    # the id the server knows (default: model)
+# concurrency = 8
+
+[[sources]]
+name = "dolly-15k"
+hf = "databricks/databricks-dolly-15k"   # licence, provenance and category -> skill map come with the loader
 
 # [[sources]]
-# name = "dolly-15k"
-# file = "/data/dolly.jsonl"      # messages, prompt/response or instruction/context/response rows
-# licence = "CC-BY-SA-3.0"
-# provenance = "human-written by Databricks employees"
-# skill = "instruction"           # for rows without a `skill` field
+# name = "aya"
+# hf = "CohereForAI/aya_dataset"  # multilingual: rows kept for `languages` (default en, de, es, fr, uk)
+# [[sources]]
+# name = "oasst"
+# hf = "OpenAssistant/oasst1"     # best-ranked assistant path of each tree
+# [[sources]]
+# name = "openmath"
+# hf = "nvidia/OpenMathInstruct-2"  # streamed, first max_rows rows
+# [[sources]]
+# name = "team-set"
+# file = "/data/team.jsonl"       # messages or prompt/response rows; offline copies of the sets above load too
+# licence = "CC-BY-4.0"           # required for a set of your own
+# provenance = "written by the team"
+# skill = "chat"                  # for rows without a `skill` field
 '''
 
 
@@ -163,6 +183,8 @@ klej_max_share = 0.15             # KLEJ never takes more than this share
 seed = 0
 # tokenizer = "Qwen/Qwen3-0.6B"   # token counts with this tokenizer (default: whitespace tokens)
 guard_against = ["core"]
+gated = ["core"]                  # every general axis of these gates needs replay anchoring it
+require_anchor_coverage = false   # true: refuse (write nothing) when one has none; false: a warning
 out = "train_v2_mix.jsonl"
 '''
 

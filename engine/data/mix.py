@@ -16,6 +16,7 @@ from typing import Callable
 from pydantic import Field, model_validator
 
 from engine.data.against import GuardedConfig, guard
+from engine.data.coverage import coverage, markdown_rows, unanchored_lines
 from engine.data.examples import allocate, example_texts, jsonl, report_json, rng, to_messages, write_outputs
 from engine.datafiles import read_rows
 from engine.errors import SpecError
@@ -34,6 +35,11 @@ class MixConfig(GuardedConfig):
     seed: int = 0
     tokenizer: str | None = Field(None, description="tokenizer (HF id or directory) for token counts; "
                                                     "none: whitespace tokens")
+    gated: list[str] = Field(default_factory=lambda: ["core"],
+                             description="suites or gates the checkpoints are gated on: each of their general axes "
+                                         "needs replay examples anchoring it (a warning when one has none)")
+    require_anchor_coverage: bool = Field(False, description="refuse (write nothing) when a gated axis has no "
+                                                             "replay example anchoring it")
 
     @model_validator(mode="after")
     def _valid(self):
@@ -136,6 +142,7 @@ def markdown(report: dict) -> str:
         lines += [f"| {name} | {v['examples']} | {v['share']:.1%} | {v['tokens']} | {v['token_share']:.1%} |"
                   for name, v in report[dim].items()]
         lines.append("")
+    lines += ["## Replay anchors per gated axis", "", *markdown_rows(report["coverage"]), ""]
     lines += ["## Contamination guard", "", *[f"- {s}" for s in report["guard"]["summary"]],
               f"- dropped {report['guard']['dropped']} of {report['guard']['checked']} examples", ""]
     if report["warnings"]:
@@ -170,13 +177,20 @@ def build_mix(config: MixConfig, out: Path, report_path: Path,
         warnings.append(f"replay is {shares['replay']:.1%} of the mix, outside the tested 15-30 % range")
     if shares["klej"] >= shares["style"]:
         warnings.append("KLEJ is not a minority of the mix")
+    cov = coverage(Counter(r["source"]["skill"] for r in chosen if r["source"]["kind"] == "replay"), config.gated)
+    missing = unanchored_lines(cov)
+    if missing and config.require_anchor_coverage:
+        raise SpecError(f"{config.replay or config.style}: {missing[0]}; require_anchor_coverage is on "
+                        f"({len(missing)} gated axes without an anchor)")
+    warnings += missing
     for w in warnings:
         log(f"warning: {w}")
     report = {"builder": "mix", "output": Path(out).name, "seed": config.seed, "inputs": inputs,
               "input_sha256": {p: sha256_file(path) for p, path in inputs.items() if path},
               "available": {p: len(clean[p]) for p in PARTS},
               "target": {"replay_share": config.replay_share, "klej_max_share": config.klej_max_share},
-              "ratios": shares, "tokens": config.tokenizer or "whitespace", **table, "warnings": warnings,
+              "ratios": shares, "tokens": config.tokenizer or "whitespace", **table, "coverage": cov,
+              "warnings": warnings,
               "guard": guard_report}
     rows = [{"messages": r["messages"], "source": r["source"]} for r in chosen]
     write_outputs({Path(out): jsonl(rows), Path(report_path): report_json(report),

@@ -1,47 +1,73 @@
-"""The replay set: a quota per skill, filled from self-replay (the base model answers a prompt file through
-the gates' generation backend) and from local human/open sets that declare licence and provenance.
+"""The replay set: a quota per skill, filled first from self-replay (the base model answers the shipped prompt
+grid, or the operator's prompt file) and then from human/open sets (Aya, Dolly, OASST, OpenMathInstruct-2,
+one's own) that carry a licence and a provenance.
 
-Candidates are guarded before anything is drawn (so a dropped prompt never costs a generation), drawn
-per skill by seed, generated, and the answers guarded again before writing.
+Candidates are guarded before anything is drawn (so a dropped prompt never costs a generation) and rows
+whose answers carry closed-model boilerplate are dropped; the base answers through the hf backend or an
+OpenAI-compatible endpoint (vLLM, llama-server) with the chat template and thinking off; answers that are
+empty, hit the token limit, carry boilerplate or overlap a test set are dropped, and the open sets fill the
+gap. The report shows per gated axis the examples that anchor it.
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
+from importlib import resources
 from pathlib import Path
 from typing import Callable, Literal
 
 from pydantic import Field, model_validator
 
 from engine.data.against import GuardedConfig, build_index
-from engine.data.examples import example_texts, jsonl, report_json, rng, to_messages, write_outputs
-from engine.data.sources import SKILLS, SourceSpec, check_sources
+from engine.data.coverage import coverage, gated_axes, unanchored_lines
+from engine.data.examples import example_texts, jsonl, report_json, rng, write_outputs
+from engine.data.open_sets import load_source
+from engine.data.sources import GRID, SKILLS, SourceSpec, boilerplate, check_source
 from engine.datafiles import read_rows
 from engine.errors import SpecError
 from engine.jobs import JobConfig
 
 SELF = "self-replay"
+PROMPT_LICENCE = "CC0-1.0"
 _THINK = re.compile(r"^\s*<think>.*?</think>\s*", re.DOTALL)
+
+
+def shipped_prompts() -> Path:
+    """The prompt grid that ships with slayer (assets/replay/prompts.jsonl; see its README)."""
+    return Path(str(resources.files("assets") / "replay" / "prompts.jsonl"))
 
 
 class SelfReplaySpec(JobConfig):
     model: str = Field(description="the base model (HF id or local directory) that answers the prompts")
-    prompts: str = Field(description="file of rows with `prompt` and `skill`")
+    prompts: str | None = Field(None, description="file of rows with `prompt` and `skill` (default: the shipped "
+                                                  "grid, assets/replay/prompts.jsonl)")
     licence: str = Field(min_length=1, description="licence of the base model's outputs (e.g. apache-2.0)")
-    device: str = Field("cpu", description="cpu | cuda | cuda:N")
+    device: str = Field("cpu", description="cpu | cuda | cuda:N (hf backend)")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    max_new_tokens: int = Field(512, ge=1)
-    batch_size: int = Field(8, ge=1)
-    chat_template: bool = Field(True, description="wrap each prompt in the tokenizer's chat template (thinking off)")
+    max_new_tokens: int = Field(512, ge=1, description="the longest answer")
+    drop_unfinished: bool = Field(True, description="drop answers that reach max_new_tokens (counted either way); "
+                                                    "false keeps them, e.g. for short-answer prompts to a base "
+                                                    "that never stops")
+    batch_size: int = Field(8, ge=1, description="hf backend")
+    chat_template: bool = Field(True, description="wrap each prompt in the chat template (thinking off)")
+    endpoint: str | None = Field(None, description="base URL (…/v1) of an OpenAI-compatible server (vLLM, "
+                                                   "llama-server) serving the base; unset: hf generate")
+    served_model: str | None = Field(None, description="the model id the endpoint serves (default: `model`)")
+    concurrency: int = Field(8, ge=1, description="endpoint requests in flight")
+    cache_dir: str | None = Field(None, description="endpoint reply cache (default: $SLAYER_HOME/cache/replay)")
 
 
 class ReplayConfig(GuardedConfig):
-    quotas: dict[str, int] = Field(default_factory=lambda: {s: 50 for s in SKILLS},
-                                   description="skill → examples wanted")
+    quotas: dict[str, int] = Field(default_factory=lambda: dict(GRID),
+                                   description="skill → examples wanted (default: the plan's grid, ≈300)")
     self_replay: SelfReplaySpec | None = None
-    sources: list[SourceSpec] = Field(default_factory=list, description="local human/open sets ([[sources]])")
+    sources: list[SourceSpec] = Field(default_factory=list, description="human/open sets ([[sources]])")
     allow_synthetic_override: bool = Field(False, description="use sources derived from OpenAI/Anthropic outputs "
                                                               "anyway (recorded in the report)")
+    gated: list[str] = Field(default_factory=lambda: ["core"],
+                             description="suites or gates the checkpoints are gated on: the report shows the replay "
+                                         "examples anchoring each of their axes")
     seed: int = 0
 
     @model_validator(mode="after")
@@ -60,36 +86,23 @@ class ReplayConfig(GuardedConfig):
         return self
 
 
-def _skill(row: dict, default: str | None, where: str) -> str:
-    skill = row.get("skill", default)
-    if skill is None:
-        raise SpecError(f"{where}: no `skill` (add the field, or set the source's skill)")
-    if skill not in SKILLS:
-        raise SpecError(f"{where}: unknown skill {skill!r} (known: {', '.join(SKILLS)})")
-    return skill
-
-
-def _candidates(config: ReplayConfig) -> list[dict]:
-    """Every usable row, in a fixed order: self-replay prompts, then each source's rows."""
+def _prompts(path: str) -> list[dict]:
     out = []
-    if config.self_replay:
-        path = config.self_replay.prompts
-        for i, row in enumerate(read_rows(path)):
-            where = f"{path}: row {i + 1}"
-            prompt = next((row[k] for k in ("prompt", "instruction", "question") if isinstance(row.get(k), str)), None)
-            if not prompt or not prompt.strip():
-                raise SpecError(f"{where}: no `prompt` text")
-            out.append({"name": SELF, "row": i, "skill": _skill(row, None, where), "prompt": prompt})
-    for src in config.sources:
-        for i, row in enumerate(read_rows(src.file)):
-            where = f"{src.file}: row {i + 1}"
-            out.append({"name": src.name, "row": i, "skill": _skill(row, src.skill, where),
-                        "messages": to_messages(row, where)})
+    for i, row in enumerate(read_rows(path)):
+        where = f"{path}: row {i + 1}"
+        prompt = next((row[k] for k in ("prompt", "instruction", "question") if isinstance(row.get(k), str)), None)
+        if not prompt or not prompt.strip():
+            raise SpecError(f"{where}: no `prompt` text")
+        skill = row.get("skill")
+        if skill not in SKILLS:
+            raise SpecError(f"{where}: {'no `skill`' if skill is None else f'unknown skill {skill!r}'} "
+                            f"(known: {', '.join(SKILLS)})")
+        out.append({"name": SELF, "row": i, "skill": skill, "language": row.get("language", "en"), "prompt": prompt})
     return out
 
 
-def _generate(spec: SelfReplaySpec, prompts: list[str], progress: Callable[[int, int], None]) -> list[str]:
-    """Greedy answers from the base model, through the same backend the gates score with."""
+def _generate_hf(spec: SelfReplaySpec, prompts: list[str], progress: Callable[[int, int], None]) -> list[dict]:
+    """Greedy answers through the gates' hf backend; `limit` marks answers that ran into max_new_tokens."""
     from engine.gates.backend import SubjectSpec, check_device, open_backend
 
     check_device(spec.device)
@@ -109,7 +122,45 @@ def _generate(spec: SelfReplaySpec, prompts: list[str], progress: Callable[[int,
         answers = backend.generate(prompts, [], spec.max_new_tokens, False, spec.batch_size, on_batch)
     finally:
         backend.close()
-    return [_THINK.sub("", a).strip() for a in answers]
+    return [{"text": a, "limit": hit, "failed": False} for a, hit in zip(answers, backend.hit_limit)]
+
+
+def _generate_endpoint(spec: SelfReplaySpec, prompts: list[str], progress: Callable[[int, int], None]) -> list[dict]:
+    """Greedy chat completions from an OpenAI-compatible server, thinking off (Qwen's `enable_thinking`);
+    finish_reason "length" marks answers that hit the limit. Replies are cached: a rerun asks only for the rest."""
+    import os
+
+    from engine.data.entigraph_teacher import TeacherClient
+    from engine.gates.judge_client import JudgeSettings
+
+    home = os.environ.get("SLAYER_HOME")
+    cache = spec.cache_dir or str((Path(home) / "cache" if home else Path.home() / ".cache" / "slayer") / "replay")
+    model = spec.served_model or spec.model
+    client = TeacherClient(JudgeSettings(url=spec.endpoint, model=model, concurrency=spec.concurrency,
+                                         max_tokens=spec.max_new_tokens, cache_dir=cache))
+    bodies = [{"model": model, "messages": [{"role": "user", "content": p}], "temperature": 0.0,
+               "max_tokens": spec.max_new_tokens, "chat_template_kwargs": {"enable_thinking": False}}
+              for p in prompts]
+    replies = client.ask(bodies, lambda done: progress(done, len(prompts)))
+    if replies and all(r.failed for r in replies):
+        raise SpecError(f"{spec.endpoint}: no replies from the endpoint ({client.last_error})")
+    return [{"text": r.content or "", "limit": r.finish_reason == "length", "failed": r.failed} for r in replies]
+
+
+def _answer(spec: SelfReplaySpec, prompts: list[str], progress: Callable[[int, int], None]) -> list[dict]:
+    if not spec.chat_template and spec.endpoint:
+        raise SpecError(f"{spec.endpoint}: an endpoint always applies its chat template (set chat_template = true)")
+    replies = (_generate_endpoint if spec.endpoint else _generate_hf)(spec, prompts, progress)
+    for r in replies:
+        r["text"] = _THINK.sub("", r["text"]).strip()
+    return replies
+
+
+def _provenance(spec: SelfReplaySpec) -> str:
+    how = (f"endpoint {spec.endpoint} ({spec.served_model or spec.model})" if spec.endpoint else "hf backend")
+    return (f"answers of {spec.model} (greedy, {how}, max_new_tokens {spec.max_new_tokens}, chat template "
+            f"{'on, thinking off' if spec.chat_template else 'off'}) to "
+            f"{spec.prompts or f'the shipped prompt grid ({PROMPT_LICENCE}, written for slayer console)'}")
 
 
 def build_replay(config: ReplayConfig, out: Path, report_path: Path,
@@ -117,60 +168,89 @@ def build_replay(config: ReplayConfig, out: Path, report_path: Path,
                  log: Callable[[str], None] = lambda message: None) -> dict:
     """Write the replay examples to `out` and the report to `report_path`; return the report."""
     say = progress or (lambda done, total, label: None)
-    records = check_sources(config.sources, config.allow_synthetic_override)
-    candidates = _candidates(config)
-    tags = [{"kind": "replay", "skill": c["skill"], "name": c["name"], "row": c["row"]} for c in candidates]
+    sr = config.self_replay
+    markers = {src.name: check_source(src, config.allow_synthetic_override) for src in config.sources}
+    candidates = _prompts(sr.prompts or str(shipped_prompts())) if sr else []
+    records = []
+    if sr:
+        records.append({"name": SELF, "kind": "self_replay", "loader": "prompts", "origin": sr.prompts or str(shipped_prompts()),
+                        "licence": sr.licence, "provenance": _provenance(sr)})
+    for src in config.sources:
+        say(0, 1, f"loading {src.name}")
+        rows, record = load_source(src)
+        candidates += [{"name": src.name, **c} for c in rows]
+        records.append(record)
+    gated_axes(config.gated)  # a wrong gate name fails before any generation
+    tags = [{"kind": "replay", "skill": c["skill"], "language": c["language"], "name": c["name"], "row": c["row"]}
+            for c in candidates]
     index = build_index(config.guard_against, config.guard_files, config.ngram)
     texts = [[c["prompt"]] if "prompt" in c else example_texts(c) for c in candidates]
     result = index.check(texts, lambda done, total: say(done, total, "guard"))
-    clean = [i for i, ok in enumerate(result.keep()) if ok]
-    chosen: list[int] = []
-    skills = {}
+    flagged: dict[int, str] = {i: why for i, c in enumerate(candidates)
+                               if "messages" in c and (why := boilerplate(c["messages"]))}
+    clean = [i for i, ok in enumerate(result.keep()) if ok and i not in flagged]
+    pools = {}
     for skill in SKILLS:
-        pool = [i for i in clean if candidates[i]["skill"] == skill]
-        rng(config.seed, "skill", skill).shuffle(pool)
-        quota = config.quotas.get(skill, 0)
-        chosen += pool[:quota]
-        skills[skill] = {"quota": quota, "available": len(pool), "selected": min(quota, len(pool))}
-    asked = [i for i in chosen if "prompt" in candidates[i]]
-    empty = 0
+        own = [i for i in clean if candidates[i]["skill"] == skill and candidates[i]["name"] == SELF]
+        other = [i for i in clean if candidates[i]["skill"] == skill and candidates[i]["name"] != SELF]
+        rng(config.seed, "skill", skill).shuffle(own)
+        rng(config.seed, "open", skill).shuffle(other)
+        pools[skill] = (own[:config.quotas.get(skill, 0)], other)
+    asked = [i for skill in SKILLS for i in pools[skill][0]]
+    dropped, hit_limit = Counter(), 0
     if asked:
-        answers = _generate(config.self_replay, [candidates[i]["prompt"] for i in asked],
-                            lambda done, total: say(done, total, "self-replay"))
+        replies = _answer(sr, [candidates[i]["prompt"] for i in asked],
+                          lambda done, total: say(done, total, "self-replay"))
         answered = []
-        for i, answer in zip(asked, answers):
-            if answer:
-                candidates[i]["messages"] = [{"role": "user", "content": candidates[i]["prompt"]},
-                                             {"role": "assistant", "content": answer}]
-                answered.append(i)
-            else:
-                empty += 1
+        hit_limit = sum(r["limit"] for r in replies)
+        for i, reply in zip(asked, replies):
+            c = candidates[i]
+            why = ("failed" if reply["failed"] else "empty" if not reply["text"] else
+                   "truncated" if reply["limit"] and sr.drop_unfinished else None)
+            if why:
+                dropped[why] += 1
+                continue
+            c["messages"] = [{"role": "user", "content": c["prompt"]}, {"role": "assistant", "content": reply["text"]}]
+            if (tell := boilerplate(c["messages"])) is not None:
+                flagged[i] = tell
+                continue
+            answered.append(i)
         # The answers are new text: guard them too (a model can recite a test passage it has memorised).
         again = index.check([[candidates[i]["messages"][1]["content"]] for i in answered])
         result.absorb(again, answered)
-    kept = [i for i in chosen if "messages" in candidates[i] and i not in result.hits]
-    rng(config.seed, "order").shuffle(kept)
+    kept, skills = [], {}
     for skill in SKILLS:
-        got = sum(candidates[i]["skill"] == skill for i in kept)
-        skills[skill].update(written=got, shortfall=max(0, skills[skill]["quota"] - got))
+        own, other = pools[skill]
+        quota = config.quotas.get(skill, 0)
+        answered = [i for i in own if "messages" in candidates[i] and i not in flagged and i not in result.hits]
+        chosen = answered + other[:max(0, quota - len(answered))]
+        kept += chosen
+        available = sum(candidates[i]["skill"] == skill for i in clean)
+        skills[skill] = {"quota": quota, "available": available, "selected": min(quota, available),
+                         "self_replay": len(answered), "written": len(chosen),
+                         "shortfall": max(0, quota - len(chosen))}
+    rng(config.seed, "order").shuffle(kept)
     warnings = [f"{s}: {v['written']} of {v['quota']} examples" for s, v in skills.items() if v["shortfall"]]
+    cov = coverage(Counter(candidates[i]["skill"] for i in kept), config.gated)
+    warnings += unanchored_lines(cov)
     for w in warnings:
         log(f"warning: {w}")
-    if config.self_replay:
-        sr = config.self_replay
-        records.insert(0, {"name": SELF, "kind": "self_replay", "file": sr.prompts, "licence": sr.licence,
-                           "provenance": f"answers of {sr.model} (greedy, hf backend, max_new_tokens "
-                                         f"{sr.max_new_tokens}, chat template {'on' if sr.chat_template else 'off'})",
-                           "synthetic": None})
     for rec in records:
+        rec["synthetic"] = markers.get(rec["name"])
         rec["rows"] = sum(c["name"] == rec["name"] for c in candidates)
         rec["used"] = sum(candidates[i]["name"] == rec["name"] for i in kept)
+        rec["languages"] = dict(sorted(Counter(candidates[i]["language"] for i in kept
+                                               if candidates[i]["name"] == rec["name"]).items()))
     rows = [{"messages": candidates[i]["messages"], "source": tags[i]} for i in kept]
     report = {"builder": "replay", "output": Path(out).name, "seed": config.seed, "total": len(rows),
-              "skills": skills, "sources": records,
+              "skills": skills, "coverage": cov, "sources": records,
               "synthetic_override": {"allowed": config.allow_synthetic_override,
                                      "used_by": [r["name"] for r in records if r["synthetic"]]},
-              "self_replay": {"prompts": len(asked), "empty_answers": empty}, "warnings": warnings,
-              "guard": result.report(tags)}
+              "boilerplate": {"dropped": len(flagged),
+                              "by_source": dict(Counter(candidates[i]["name"] for i in flagged)),
+                              "by_pattern": dict(Counter(flagged.values()))},
+              "self_replay": {"prompts": len(asked), "kept": sum(v["self_replay"] for v in skills.values()),
+                              "hit_limit": hit_limit, "dropped": dict(dropped)},
+              "warnings": warnings, "guard": result.report(tags)}
     write_outputs({Path(out): jsonl(rows), Path(report_path): report_json(report)})
     return report

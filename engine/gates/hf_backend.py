@@ -169,6 +169,10 @@ class HFBackend:
                                   eos_token_id=self.model.generation_config.eos_token_id,
                                   stop_strings=stop or None)
         out: list[str] = [""] * len(prompts)
+        eos = config.eos_token_id
+        eos = set(eos if isinstance(eos, list) else [eos])
+        # Per prompt: it used every new token without reaching eos or a stop string (an unfinished answer).
+        self.hit_limit = [False] * len(prompts)
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
             width = max(len(encoded[i]) for i in chunk)
@@ -182,7 +186,10 @@ class HFBackend:
                                           generation_config=config, tokenizer=self.tokenizer)
             self.tokens_computed += int(mask.sum()) + (gen.shape[1] - width) * len(chunk)
             for b, i in enumerate(chunk):
-                out[i] = cut_at_stop(self.tokenizer.decode(gen[b, width:], skip_special_tokens=True), stop)
+                text = self.tokenizer.decode(gen[b, width:], skip_special_tokens=True)
+                out[i] = cut_at_stop(text, stop)
+                new = gen[b, width:].tolist()
+                self.hit_limit[i] = len(new) >= max_new_tokens and not eos & set(new) and out[i] == text
             on_batch(len(chunk))
         return out
 

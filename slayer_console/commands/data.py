@@ -57,6 +57,12 @@ def _guard_rows(guard: dict) -> list[list]:
     return [[g["name"], g["items"], g["overlap"], g["items_hit"]] for g in guard["gates"]]
 
 
+def _show_coverage(cov: dict) -> None:
+    print_table("replay anchors per gated axis", ["axis", "gates", "replay examples", "from skills"],
+                [[a, ", ".join(v["gates"]), v["examples"], " ".join(f"{s}:{n}" for s, n in v["skills"].items())]
+                 for a, v in cov["axes"].items()])
+
+
 def _show_guard(guard: dict) -> None:
     print_table(f"contamination guard: {guard['dropped']} of {guard['checked']} examples dropped",
                 ["gate", "test items", "overlap", "items hit"], _guard_rows(guard))
@@ -130,6 +136,11 @@ def replay_cmd(spec_path, out, report, quiet, fmt):
                 [[r["name"], r["licence"], r["provenance"], r["used"]] for r in result["sources"]])
     if result["synthetic_override"]["used_by"]:
         click.echo(f"synthetic override used for: {', '.join(result['synthetic_override']['used_by'])}")
+    sr = result["self_replay"]
+    click.echo(f"self-replay: {sr['kept']} of {sr['prompts']} answers kept ({sr['hit_limit']} hit max_new_tokens; "
+               f"dropped: {', '.join(f'{k} {v}' for k, v in sr['dropped'].items()) or 'none'}); "
+               f"closed-model boilerplate: {result['boilerplate']['dropped']} rows dropped")
+    _show_coverage(result["coverage"])
     _show_guard(result["guard"])
     click.echo(f"report: {report_path}")
 
@@ -165,6 +176,7 @@ def mix_cmd(style, replay, klej, out, report, replay_share, klej_max_share, seed
             print_table(None, [dim[3:], "examples", "share", "tokens", "token share"],
                         [[k, v["examples"], f"{v['share']:.1%}", v["tokens"], f"{v['token_share']:.1%}"]
                          for k, v in result[dim].items()])
+    _show_coverage(result["coverage"])
     _show_guard(result["guard"])
     click.echo(f"{result['total']['examples']} examples → {out}; report: {report} "
                f"(+ {Path(report).with_suffix('.md')})")
