@@ -14,6 +14,7 @@ their tolerance is read in those units.
 from __future__ import annotations
 
 import dataclasses
+import zlib
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -174,16 +175,6 @@ def _fingerprint_diff(a: dict, b: dict) -> str:
 _STATS_CACHE: dict[tuple, stats.PairedStats | str] = {}
 
 
-def _pair_stats(primary: str, base: tuple, cand: tuple) -> stats.PairedStats | str:
-    (bo, bp, _), (co, cp, cg) = base, cand
-    if not bo or not co:
-        return "no per-item outcomes to pair (aggregates only)"
-    if len(bo) != len(co):
-        return f"per-item outcomes differ in length ({len(bo)} vs {len(co)})"
-    f1 = "f1" in primary.lower() and bool(bp) and bool(cp) and bool(cg)
-    return stats.compare(bo, co, bp, cp, cg, f1=f1)
-
-
 def _pick(base_results: list, results: list):
     """(base result, candidate result) with the same fingerprint, newest candidate first; else None."""
     by_fp = {b.fingerprint_hash: b for b in base_results}
@@ -232,14 +223,45 @@ def _cell(url: str, gate: str, axis: str, base_results: list, results: list, is_
                      method=st.method, fingerprint_hash=cand.fingerprint_hash)
 
 
+def gate_seed(gate: str) -> tuple[int, int]:
+    """The bootstrap seed of a gate: fixed, so a table is reproducible, and different per gate, so the
+    resampling of two gates is independent when an axis pools them."""
+    return stats.SEED, zlib.crc32(gate.encode())
+
+
+def _unpairable(base: tuple, cand: tuple) -> str | None:
+    if not base[0] or not cand[0]:
+        return "no per-item outcomes to pair (aggregates only)"
+    if len(base[0]) != len(cand[0]):
+        return f"per-item outcomes differ in length ({len(base[0])} vs {len(cand[0])})"
+    return None
+
+
 def _fill_stats(s, url: str, pairs: list[tuple]) -> None:
-    """Compute (and cache) the statistics of every (base, candidate) pair not cached yet."""
+    """Compute (and cache) the statistics of every (base, candidate) pair not cached yet: one batch per
+    gate, base result and method, so all candidates of a gate share one bootstrap (stats.compare_many)."""
     todo = [(b, c) for b, c in pairs if (url, b.id, c.id) not in _STATS_CACHE]
     if not todo:
         return
     vectors = _load(s, {r.id for pair in todo for r in pair}, GateResult.outcomes, GateResult.preds, GateResult.golds)
+    batches: dict[tuple, list] = {}
     for b, c in todo:
-        _STATS_CACHE[(url, b.id, c.id)] = _pair_stats(c.primary_metric, vectors[b.id], vectors[c.id])
+        note = _unpairable(vectors[b.id], vectors[c.id])
+        if note:
+            _STATS_CACHE[(url, b.id, c.id)] = note
+            continue
+        (_, bp, _), (_, cp, cg) = vectors[b.id], vectors[c.id]
+        f1 = "f1" in c.primary_metric.lower() and bool(bp) and bool(cp) and bool(cg)
+        batches.setdefault((c.gate, b.id, f1), []).append(c)
+    for (gate, base_id, f1), cands in batches.items():
+        base = vectors[base_id]
+        if f1:
+            batch = stats.compare_f1(base[1], [vectors[c.id][1] for c in cands], vectors[cands[0].id][2],
+                                     seed=gate_seed(gate))
+        else:
+            batch = stats.compare_many(base[0], [vectors[c.id][0] for c in cands], seed=gate_seed(gate))
+        for c, st in zip(cands, batch.stats):
+            _STATS_CACHE[(url, base_id, c.id)] = st
 
 
 # -- scoring --------------------------------------------------------------------------------------

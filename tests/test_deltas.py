@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -14,6 +15,20 @@ from store.decisions import decide, decisions_for
 from store.deltas import best, delta_table, pareto_frontier, rescore
 
 Z = 1.959963984540054 + 0.8416212335729143  # z_{0.975} + z_{0.80}
+
+# A small table: a 0/1 gate (n=200), a graded judge gate (n=60), an F1 gate (n=80), each with 3 candidates.
+ACC_BASE = flips(200, 120, 0, 0)[0]
+ACC = [flips(200, 120, lost, gained)[1] for lost, gained in ((2, 9), (14, 3), (6, 6))]
+JUDGE_BASE = [(i * 3 % 11) / 10 for i in range(60)]
+JUDGE = [[min(1.0, x + 0.1 * k) if i % 3 == 0 else max(0.0, x - 0.1) if i % 7 == k else x
+          for i, x in enumerate(JUDGE_BASE)] for k in (1, 2, 3)]
+GOLDS = [1, 0] * 40
+PSC_BASE = [g if i % 9 else 1 - g for i, g in enumerate(GOLDS)]
+PSC = [[g if i % k else 1 - g for i, g in enumerate(GOLDS)] for k in (5, 12, 30)]
+
+
+def _right(preds: list[int]) -> list[int]:
+    return [int(p == g) for p, g in zip(preds, GOLDS)]
 
 
 # -- pure statistics ---------------------------------------------------------------------------------
@@ -36,26 +51,46 @@ def test_detectable_drop_is_connor_with_a_rule_of_three_floor():
 
 def test_paired_bootstrap_agrees_with_the_analytic_paired_interval_and_is_seeded():
     base, cand = flips(100, 80, 8, 2)
-    delta, lo, hi, se, _ = stats.paired_bootstrap(base, cand)
-    assert delta == pytest.approx(-0.06)
+    st = stats.compare(base, cand)
+    assert st.delta == pytest.approx(-0.06) and st.method == "mcnemar" and st.discordant == (8, 2)
     # Var(d) = ψ − δ² = 0.10 − 0.0036 for the paired difference d ∈ {−1, 0, 1}
     se_hand = math.sqrt((0.10 - 0.06**2) / 100)
-    assert se == pytest.approx(se_hand, rel=0.08)
-    assert lo == pytest.approx(-0.06 - 1.96 * se_hand, abs=0.012) and hi == pytest.approx(-0.06 + 1.96 * se_hand, abs=0.012)
-    assert stats.paired_bootstrap(base, cand) == (delta, lo, hi, se, _)
+    assert st.se == pytest.approx(se_hand, rel=0.08)
+    assert st.ci_low == pytest.approx(-0.06 - 1.96 * se_hand, abs=0.012)
+    assert st.ci_high == pytest.approx(-0.06 + 1.96 * se_hand, abs=0.012)
+    assert stats.compare(base, cand) == st
     # every item lost: no sampling uncertainty at all
-    assert stats.paired_bootstrap([1] * 10, [0] * 10)[:3] == (-1.0, -1.0, -1.0)
+    lost = stats.compare([1] * 10, [0] * 10)
+    assert (lost.delta, lost.ci_low, lost.ci_high) == (-1.0, -1.0, -1.0)
 
 
-def test_bootstrap_by_item_type_equals_resampling_items():
+def test_shared_weights_are_the_ordinary_item_bootstrap():
+    # the weight matrix counts the very draws an index-resampling bootstrap makes with the same generator
     rng = np.random.default_rng(0)
     base = rng.integers(0, 2, 300).astype(float)
-    cand = np.where(rng.random(300) < 0.15, 1 - base, base)
-    _, lo, hi, se, _ = stats.paired_bootstrap(list(base), list(cand), B=4000)
-    idx = rng.integers(0, 300, (4000, 300))
-    boot = (cand[idx] - base[idx]).mean(axis=1)
-    assert se == pytest.approx(boot.std(ddof=1), rel=0.06)
-    assert (lo, hi) == pytest.approx(tuple(np.quantile(boot, [0.025, 0.975])), abs=0.006)
+    cands = np.where(rng.random((5, 300)) < 0.15, 1 - base, base)
+    seed = (stats.SEED, 7)
+    draws = np.random.default_rng(seed)
+    idx = np.vstack([draws.integers(0, 300, size=(stats.BLOCK, 300)) for _ in range(0, 2000, stats.BLOCK)])
+    by_index = (cands[:, idx] - base[idx]).mean(axis=2)
+    batch = stats.compare_many(base, cands, seed=seed)
+    assert np.array_equal(batch.boot, by_index)
+    assert [(s.ci_low, s.ci_high) for s in batch.stats] == \
+        [tuple(np.quantile(b, [0.025, 0.975])) for b in by_index]
+
+
+def test_a_gate_batch_equals_its_pairs_one_by_one():
+    """The table computes a gate's candidates in one batch; each pair gets the numbers it gets alone."""
+    seed = (stats.SEED, 3)
+    batch = stats.compare_many(ACC_BASE, ACC, seed=seed)
+    assert batch.stats == [stats.compare(ACC_BASE, c, seed=seed) for c in ACC]
+    f1 = stats.compare_f1(PSC_BASE, PSC, GOLDS, seed=seed)
+    assert f1.stats == [stats.compare(_right(PSC_BASE), _right(c), PSC_BASE, c, GOLDS, f1=True, seed=seed) for c in PSC]
+    # graded scores are summed in float64 by BLAS, whose summation order may depend on the batch size
+    graded = stats.compare_many(JUDGE_BASE, JUDGE, seed=seed)
+    for st, c in zip(graded.stats, JUDGE):
+        alone = stats.compare(JUDGE_BASE, c, seed=seed)
+        assert dataclasses.astuple(st) == pytest.approx(dataclasses.astuple(alone), rel=1e-12)
 
 
 def test_f1_delta_is_recomputed_from_preds_and_golds():
@@ -160,6 +195,55 @@ def test_comparing_against_a_reference(store):
     assert table.against == "reference" and table.base_subject_id == REF["id"]
     assert table.row(CKPT["id"]).cells["gsm8k"].delta_pp == pytest.approx(-9.0)
     assert table.row(CKPT["id"]).cells["mbpp"].verdict == "NA"  # the reference never ran mbpp
+
+
+# The small table as the previous algorithm (one binomial-chain bootstrap per pair, seeded 20240501) gave it:
+# gate → per candidate (delta, ci_low, ci_high, p, detectable, verdict), fractions.
+PREVIOUS = {
+    "acc": [(0.035, 0.005, 0.07, 0.038574, 0.046459, "PASS"), (-0.055, -0.095, -0.015, 0.007538, 0.057756, "FAIL"),
+            (0.0, -0.035, 0.035, 1.0, 0.048525, "PASS")],
+    "judge": [(0.021667, 0.008333, 0.035, 0.003, 0.020204, "PASS"), (0.048333, 0.025, 0.073333, 0.0, 0.034059, "PASS"),
+              (0.07, 0.036667, 0.103333, 0.0, 0.048092, "PASS")],
+    "psc": [(-0.086076, -0.204298, 0.024111, 0.137, 0.16256, "WARN"), (0.018034, -0.070386, 0.103712, 0.708, 0.122694,
+                                                                       "PASS"),
+            (0.074963, -0.002025, 0.163593, 0.067, 0.11743, "PASS")],
+}
+# The same cells now (shared weights per gate, seed (20240501, crc32(gate))): (ci_low, ci_high) — pinned so
+# that the same store always shows the same intervals.
+PINNED = {"acc": [(0.5, 7.0), (-10.0, -2.0), (-3.0, 3.5)],
+          "judge": [(0.6666666666666667, 3.666666666666666), (2.5, 7.333333333333335), (3.6666666666666665, 10.5)],
+          "psc": [(-20.872456064190978, 2.6441181525980055), (-6.621877735225583, 10.334449302842627),
+                  (-0.2504813863928109, 16.359964432215694)]}
+
+
+def _small_table(store):
+    ev = [gate_event(BASE, "acc", "math", ACC_BASE), gate_event(BASE, "judge", "pl_style", JUDGE_BASE, metric="score"),
+          gate_event(BASE, "psc", "pl_nlu", _right(PSC_BASE), metric="f1", preds=PSC_BASE, golds=GOLDS)]
+    for i, (acc, judge, psc) in enumerate(zip(ACC, JUDGE, PSC)):
+        s = subject(f"c{i}", "checkpoint")
+        ev += [gate_event(s, "acc", "math", acc), gate_event(s, "judge", "pl_style", judge, metric="score"),
+               gate_event(s, "psc", "pl_nlu", _right(psc), metric="f1", preds=psc, golds=GOLDS)]
+    ingest_events(store, "run-small", "small", ev)
+    return delta_table(store, "small")
+
+
+def test_the_vectorised_table_agrees_with_the_previous_algorithm(store):
+    """Estimates, McNemar p-values, detectable drops and verdicts are the previous ones exactly; the bootstrap
+    intervals are a different draw from the same bootstrap distribution (its resampling is now shared by a
+    gate's subjects), so they agree within Monte Carlo error — and are pinned for the same seed."""
+    table = _small_table(store)
+    for gate, previous in PREVIOUS.items():
+        for row, (delta, lo, hi, p, detectable, verdict) in zip(table.rows[1:], previous):
+            cell = row.cells[gate]
+            assert cell.delta_pp == pytest.approx(100 * delta, abs=1e-4) and cell.verdict == verdict
+            assert (cell.ci_low_pp, cell.ci_high_pp) == pytest.approx((100 * lo, 100 * hi), abs=1.0)
+            if cell.method == "mcnemar":
+                assert cell.p_value == pytest.approx(p, abs=1e-6) and cell.detectable_pp == pytest.approx(100 * detectable, abs=1e-4)
+            else:
+                assert cell.p_value == pytest.approx(p, abs=0.05)  # ≈ 2.5 Monte Carlo SDs of a p near 0.7
+                assert cell.detectable_pp == pytest.approx(100 * detectable, rel=0.06)
+    now = [(r.cells[g].ci_low_pp, r.cells[g].ci_high_pp) for g in PINNED for r in table.rows[1:]]
+    assert np.allclose(now, [ci for g in PINNED for ci in PINNED[g]], rtol=0, atol=1e-9)
 
 
 def _pareto_experiment(store):
