@@ -1,7 +1,7 @@
 """Subjects: anything that can be evaluated (base, reference, checkpoint, merge, quant), with a stable id.
 
 A recipe says how to build the subject: {"model": base path or HF id, "adapter": path or None,
-"scale": adapter scale, "merge": merge params or None, "format": "hf" | "gguf", "file": GGUF path or None}.
+"scale": adapter scale, "merge": merge params or None, "format": "hf" | "gguf" | "endpoint", "file": GGUF path or None}.
 The id is a hash of the recipe, so the same recipe is the same subject wherever it was evaluated.
 """
 

@@ -23,7 +23,8 @@ from store.store import Store
 # (heading, axes) in the order the card shows them
 AXIS_GROUPS = (("Style", ("pl_style",)), ("Grammar", ("pl_grammar",)), ("Polish NLU", ("pl_nlu",)),
                ("Reasoning", ("reasoning",)), ("Knowledge", ("en_knowledge",)), ("Math", ("math",)),
-               ("Code", ("code",)), ("Multilingual", ("multilingual",)), ("Instruction following", ("instruction",)),
+               ("Code", ("code",)), ("Multilingual", ("multilingual",)), ("Factuality", ("factuality",)),
+               ("Instruction following", ("instruction",)),
                ("Safety", ("safety",)))
 MARK = {"PASS": "✓ PASS", "WARN": "▲ WARN", "FAIL": "✗ FAIL", "MISMATCH": "≠ MISMATCH", "NA": "—", "BASE": "base"}
 

@@ -1,7 +1,7 @@
 """Delta tables: every subject of an experiment vs the base per gate (paired, fingerprint-matched), scored.
 
 Axes. Style gain = the mean direction-adjusted delta (pp) over the `pl_style` gates. General regression =
-the worst drop (pp) over the general axes (en_knowledge, reasoning, math, code, multilingual,
+the worst drop (pp) over the general axes (en_knowledge, reasoning, math, code, multilingual, factuality,
 instruction, safety). Polish NLU and grammar are Polish targets, not general skills: they get verdicts
 (a FAIL there still blocks a plain accept) but count in neither the style gain nor the regression.
 Score = style_gain − λ · max(0, general_regression).
@@ -25,7 +25,7 @@ from store.models import Decision, Experiment, GateResult, Subject
 from store.store import Store
 
 STYLE_AXES = ("pl_style",)
-GENERAL_AXES = ("en_knowledge", "reasoning", "math", "code", "multilingual", "instruction", "safety")
+GENERAL_AXES = ("en_knowledge", "reasoning", "math", "code", "multilingual", "factuality", "instruction", "safety")
 AXIS_ORDER = ("pl_nlu", "pl_style", "pl_grammar") + GENERAL_AXES
 COMPARED = ("PASS", "WARN", "FAIL")
 VERDICT_RANK = {"FAIL": 4, "WARN": 3, "MISMATCH": 2, "PASS": 1, "NA": 0, "BASE": 0}

@@ -22,11 +22,12 @@ from engine.jobs import dumps_toml
 
 
 def short_gate(name: str, folder: Path, max_new_tokens: int = 24) -> str:
-    """A shipped gate, unchanged but for shorter answers (a tiny random model never stops by itself): a .toml path."""
+    """A shipped gate, unchanged but for shorter answers (a tiny random model never stops by itself) and its shipped
+    fixture as its file: a .toml path."""
     path = GATES_DIR / f"{name}.toml"
     data = tomllib.loads(path.read_text(encoding="utf-8"))
     data["generate"]["max_new_tokens"] = max_new_tokens
-    data["dataset"]["file"] = str(path.parent / data["dataset"]["file"])
+    data["dataset"]["file"] = str(path.parent / (data["dataset"].get("file") or data["dataset"]["fixture"]))
     out = folder / f"{name}.toml"
     out.write_text(dumps_toml(data), encoding="utf-8")
     return str(out)
@@ -54,7 +55,7 @@ class Quiet(BaseHTTPRequestHandler):
 
 
 class CountingProxy:
-    """Forwards /v1/* to the server; `keys`/`bodies` hold the chat requests that got a reply from the server."""
+    """Forwards /v1/* to the server; `keys`/`bodies` hold the POSTed requests that got a reply from the server."""
 
     def __init__(self, target: str):  # target: the server's API base, …/v1
         self.target = target
@@ -66,6 +67,9 @@ class CountingProxy:
         proxy = self
 
         class Handler(Quiet):
+            def do_GET(self):  # /v1/models: passed through, not counted
+                send(self, 200, urllib.request.urlopen(proxy.target + self.path.removeprefix("/v1"), timeout=30).read())
+
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with proxy.lock:

@@ -15,16 +15,17 @@ from pathlib import Path
 from conftest import free_port
 
 
-def tiny_gguf() -> Path:
-    """The tiny Qwen3 (engine.tiny) as an f16 GGUF, converted once with llama.cpp's converter and cached beside it."""
+def tiny_gguf(model: Path | None = None, outtype: str = "f16") -> Path:
+    """A tiny model (default: the tiny Qwen3 of engine.tiny) as a GGUF, converted once with llama.cpp's converter
+    and cached beside it."""
     from engine.export.converter import HF_SCRIPT, converter_dir, run_converter
     from engine.tiny.build import tiny_model_dir
 
-    model = tiny_model_dir(arch="qwen3", seed=0)
-    gguf = model.with_name(f"{model.name}.gguf")
+    model = model or tiny_model_dir(arch="qwen3", seed=0)
+    gguf = model.with_name(f"{model.name}.gguf" if outtype == "f16" else f"{model.name}-{outtype}.gguf")
     if not gguf.is_file():
         tmp = gguf.with_name(f".{gguf.name}.{os.getpid()}.tmp")
-        run_converter(converter_dir(None), HF_SCRIPT, [str(model), "--outfile", str(tmp), "--outtype", "f16"],
+        run_converter(converter_dir(None), HF_SCRIPT, [str(model), "--outfile", str(tmp), "--outtype", outtype],
                       gguf.with_suffix(".log"))
         os.replace(tmp, gguf)
     return gguf

@@ -100,8 +100,8 @@ def test_judged_gates_end_to_end(judge, tmp_path):
     assert safety["fingerprint"]["classifier"] == "judge" and safety["fingerprint"]["judge_model"] == "tiny-judge"
     assert safety["metrics"]["unparseable_rate"] == 0.0
     written = (run / "events.jsonl").read_text() + "".join(p.read_text() for p in (run / "outputs").rglob("*.json"))
-    prompts = [r["prompt"] for f in ("prompts_pl.jsonl", "en_chat_prompts.jsonl", "xstest_prompts.jsonl")
-               for r in read_rows(DATA / f)]
+    files = ("prompts_pl.jsonl", "en_chat_prompts.jsonl", "xstest_prompts.jsonl")
+    prompts = [r.get("prompt") or r["instruction"] for f in files for r in read_rows(DATA / f)]
     assert not [p for p in prompts if p in written]  # no item text in results
 
 

@@ -60,6 +60,7 @@ def test_offline_gates_end_to_end(home, tmp_path, monkeypatch):
     gates = ["style_pref", short_gate("pl_grammar", tmp_path), short_gate("pl_spelling", tmp_path),
              short_gate("ifeval", tmp_path), short_gate("xstest", tmp_path)]
     spec = parse_spec({"kind": "gate", "gates": gates, "limit": 4, "batch_size": 4, "samples": "samples.jsonl",
+                       "fixtures": True,
                        "subjects": [{"name": "base", "model": str(tiny_model_dir("qwen3", 0)), "dtype": "float32"}]},
                       "test")
     run = tmp_path / "run"

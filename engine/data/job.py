@@ -62,7 +62,7 @@ def _build(ctx, build, config, stem: str, kind: str) -> None:
         ctx.log(f"guard: {line}")
 
 
-KLEJ_EXAMPLE = '''# data.klej: KLEJ-family train splits as chat instructions, with the gates' own prompts and label
+KLEJ_EXAMPLE = '''# data.klej: KLEJ-family train splits as instructions, with the gates' own prompts and label
 # strings, balanced per class, guarded against each task's test split. Output: outputs/klej.jsonl,
 # klej_report.json (counts per task and class) and klej_report_guard.json (overlap per gate).
 kind = "data.klej"
@@ -71,6 +71,8 @@ name = "klej-instructions"
 per_task = 150                # examples per task, split equally over its classes (120-180 is the plan)
 min_per_task = 120            # warn when a task yields fewer
 per_class_cap = 0             # most examples of one class (0: per_task / classes)
+format = "chat"               # chat: messages (trained in the chat template); plain: prompt/completion, the
+                              # raw text the KLEJ gates score (train.sft warns when data and gates differ)
 seed = 0                      # same seed and inputs: byte-identical output
 guard_against = []            # more to guard against: suites ("core"), gates, "gate=FILE", test files
 ngram = 13                    # guard n-gram length in words
@@ -89,7 +91,7 @@ out = "klej.jsonl"
 '''
 
 
-@job_kind("data.klej", KlejJobConfig, "KLEJ train splits as chat instructions (gate prompts, balanced, guarded)",
+@job_kind("data.klej", KlejJobConfig, "KLEJ train splits as chat or plain instructions (gate prompts, balanced)",
           KLEJ_EXAMPLE)
 def run_klej(config: KlejJobConfig, ctx) -> None:
     from engine.data.klej import build_klej

@@ -1,4 +1,8 @@
-"""KLEJ-family train splits as chat instructions: the gate's own prompt, the gate's own label string.
+"""KLEJ-family train splits as instructions: the gate's own prompt, the gate's own label string.
+
+`format = "chat"` writes `messages` (the prompt as the user turn, the label as the answer: trained in the
+chat template); `format = "plain"` writes `prompt` and `completion` (delimiter + label, as the gate scores
+the continuation: trained as raw text, which is how the leaderboard's KLEJ gates score, without a template).
 
 Per task: every train row is checked (columns, labels) and guarded against the task's test split and
 the named gates; duplicates go; then each class gets an equal share of the task's quota (capped per
@@ -9,7 +13,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Literal
 
 from pydantic import Field, model_validator
 
@@ -39,6 +43,9 @@ class KlejConfig(GuardedConfig):
     per_task: int = Field(150, ge=1, description="examples per task (the quota, split equally over classes)")
     min_per_task: int = Field(120, ge=0, description="warn when a task yields fewer examples than this")
     per_class_cap: int = Field(0, ge=0, description="most examples of one class of one task (0: per_task / classes)")
+    format: Literal["chat", "plain"] = Field(
+        "chat", description="chat: `messages` rows (trained in the chat template); plain: `prompt`/`completion` rows, "
+                            "the text the gates score without a chat template")
     seed: int = Field(0, description="same seed, same inputs: byte-identical output")
     guard_against: list[str] = Field(default_factory=list, description="also guard against these suites, gates, "
                                                                        "GATE=FILE or test files")
@@ -75,6 +82,13 @@ def _train_rows(gate, file: str | None) -> tuple[list[dict], list[int], str]:
                             f"{', '.join(sorted(needed))})")
     check_rows(gate, rows, list(range(len(rows))), str(file))
     return rows, list(range(len(rows))), str(file)
+
+
+def example_fields(fmt: str, gate, prompt: str, label: str) -> dict:
+    """One example in `fmt`: chat messages, or the prompt and the continuation the gate scores after it."""
+    if fmt == "plain":
+        return {"prompt": prompt, "completion": gate.target_delimiter + label}
+    return {"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": label}]}
 
 
 def _class_quotas(per_task: int, cap: int, classes: int, seed: int, task: str) -> list[int]:
@@ -137,12 +151,13 @@ def build_klej(config: KlejConfig, out: Path, report_path: Path,
         tasks_report[task] = {"gate": gate.name, **loaded[task],
                               **stats[task], "selected": selected, "classes": by_class}
     rng(config.seed, "order").shuffle(examples)
-    rows = [{"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": label}],
+    rows = [{**example_fields(config.format, gates[task], prompt, label),
              "source": {"kind": "klej", "task": task, "gate": gates[task].name, "split": "train", "row": index}}
             for task, index, prompt, label, _ in examples]
     for w in warnings:
         log(f"warning: {w}")
-    report = {"builder": "klej", "output": Path(out).name, "seed": config.seed, "per_task": config.per_task,
+    report = {"builder": "klej", "output": Path(out).name, "format": config.format, "seed": config.seed,
+              "per_task": config.per_task,
               "per_class_cap": config.per_class_cap, "total": len(rows), "tasks": tasks_report,
               "warnings": warnings, "guard": guard_report}
     write_outputs({Path(out): jsonl(rows), Path(report_path): report_json(report)})

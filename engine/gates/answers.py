@@ -1,8 +1,9 @@
-"""Answers to chat prompts: each item's rendered prompt as one user turn in the subject's own chat template.
+"""Prompts as the subject sees them (plain, or in its own chat template) and greedy answers to them.
 
-Gates with `options.chat = true` use the template a deployment would: the hf backend's tokenizer template
-(with thinking switched off, so the answer is not spent on reasoning) or the template stored in the GGUF.
-Without it, the rendered prompt is completed as plain text.
+Gates with `chat_template = true` use the template a deployment would: the hf backend's tokenizer template
+(with thinking switched off, so the answer is not spent on reasoning), the template stored in the GGUF, or
+(endpoint backend) the server's own, which gets the messages. Without it, the rendered prompt is completed
+as plain text.
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ import json
 from engine.errors import SpecError
 
 
-def chat_prompt(backend, user: str, system: str | None = None) -> str:
-    """`user` (after an optional system turn) as the subject's chat template renders it, ready for the answer."""
-    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
+def render_chat(backend, messages: list[dict]) -> str:
+    """`messages` as the subject's chat template renders them, ready for the assistant's answer."""
     tokenizer = getattr(backend, "tokenizer", None)
     if tokenizer is not None and getattr(tokenizer, "chat_template", None):
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
@@ -28,20 +28,20 @@ def chat_prompt(backend, user: str, system: str | None = None) -> str:
         text = llm._model.token_get_text
         formatter = Jinja2ChatFormatter(template, text(llm.token_eos()), text(llm.token_bos()))
         return formatter(messages=messages, enable_thinking=False).prompt
-    raise SpecError(f"the subject ({backend.name} backend) has no chat template; chat gates need one")
+    raise SpecError(f"the subject ({backend.name} backend) has no chat template; chat_template gates need one"
+                    + (" (set the endpoint's `tokenizer`)" if backend.name == "endpoint" else ""))
 
 
 def gate_prompts(items, backend) -> list[str]:
-    """Every item's prompt: in the chat template when the gate says `options.chat = true`."""
-    gate = items.gate
-    if not gate.options.get("chat"):
+    """Every item's prompt: in the subject's chat template when the gate says `chat_template = true`."""
+    if not items.gate.chat_template:
         return items.prompts()
-    system = gate.options.get("system")
-    return [chat_prompt(backend, prompt, system) for prompt in items.prompts()]
+    return [render_chat(backend, messages) for messages in items.chats()]
 
 
-def generate_answers(items, backend, settings) -> list[str]:
-    """Greedy answers to every item (the gate's [generate] settings), stripped; progress per batch."""
+def completions(items, backend, settings) -> list[str]:
+    """Greedy completions of every item (the gate's [generate] settings), cut at its stop strings; progress
+    per batch. A backend that answers chats itself (the endpoint) gets the messages of chat_template gates."""
     gate, n = items.gate, len(items.rows)
     spec = gate.generate
     if spec is None:
@@ -53,9 +53,15 @@ def generate_answers(items, backend, settings) -> list[str]:
         done += count
         settings.progress(done, n)
 
-    out = backend.generate(gate_prompts(items, backend), spec.stop, spec.max_new_tokens, gate.bos,
-                           settings.batch_size, on_batch)
-    return [a.strip() for a in out]
+    if gate.chat_template and hasattr(backend, "generate_chat"):
+        return backend.generate_chat(items.chats(), spec.stop, spec.max_new_tokens, on_batch)
+    return backend.generate(gate_prompts(items, backend), spec.stop, spec.max_new_tokens, gate.bos,
+                            settings.batch_size, on_batch)
+
+
+def generate_answers(items, backend, settings) -> list[str]:
+    """The stripped completions (answers judged or checked as a whole)."""
+    return [a.strip() for a in completions(items, backend, settings)]
 
 
 def rows_hash(rows: list[dict], columns: list[str]) -> str:

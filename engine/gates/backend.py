@@ -3,7 +3,9 @@
 A backend offers `encode(text, special)`, `loglikelihoods(groups, batch_size, on_batch)` (each group is a
 shared context and its continuations, as token ids; it returns one summed log-probability per
 continuation), `generate(prompts, stop, max_new_tokens, special, batch_size, on_batch)`, `max_length`,
-the counters `tokens_computed` / `tokens_padded`, and `close()`.
+the counters `tokens_computed` / `tokens_padded`, and `close()`. The endpoint backend scores text pairs instead
+(`loglikelihood_texts`), answers chats itself (`generate_chat`) and adds its server to the fingerprint
+(`fingerprint`); scorers check for those.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from engine.errors import SpecError
+from engine.gates.endpoint import EndpointSettings
 from engine.jobs import JobConfig
 from engine.subjects import SUBJECT_KINDS, make_subject
 
@@ -20,16 +23,19 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 class SubjectSpec(JobConfig):
-    """One thing to evaluate: a base model, optionally with a PEFT adapter at a scale, or a GGUF file."""
+    """One thing to evaluate: a base model, optionally with a PEFT adapter at a scale, a GGUF file, or a model
+    behind an OpenAI-compatible server."""
 
     name: str = Field(description="how tables and reports call it")
     kind: Literal[SUBJECT_KINDS] = Field("base", description="base | reference | checkpoint | merge | quant")
     model: str | None = Field(None, description="base model: a local HF-format directory or a Hugging Face id")
     adapter: str | None = Field(None, description="PEFT adapter directory (LoRA or DoRA), hf backend")
     scale: float = Field(1.0, description="adapter scale: weights become W + scale·(W_adapted − W)")
-    backend: Literal["hf", "llama_cpp"] = "hf"
+    backend: Literal["hf", "llama_cpp", "endpoint"] = "hf"
     dtype: Literal[DTYPES] = Field("auto", description="hf: auto = bfloat16 on cuda, float32 on cpu")
     file: str | None = Field(None, description="GGUF file (llama_cpp backend)")
+    endpoint: EndpointSettings | None = Field(None, description="the server (endpoint backend): url, model, "
+                                                                "concurrency, …")
 
     @model_validator(mode="after")
     def _complete(self):
@@ -37,6 +43,9 @@ class SubjectSpec(JobConfig):
             raise ValueError(f"subject {self.name!r}: the hf backend needs `model`")
         if self.backend == "llama_cpp" and not self.file:
             raise ValueError(f"subject {self.name!r}: the llama_cpp backend needs `file` (a .gguf)")
+        if self.backend == "endpoint" and (self.endpoint is None or self.adapter):
+            raise ValueError(f"subject {self.name!r}: the endpoint backend needs an [endpoint] table (url, model) "
+                             "and takes no adapter (serve the adapter on the server)")
         if self.backend == "llama_cpp" and self.adapter:
             raise ValueError(f"subject {self.name!r}: adapters are supported on the hf backend; "
                              "export a merged GGUF for llama_cpp")
@@ -44,6 +53,10 @@ class SubjectSpec(JobConfig):
 
     def subject(self) -> dict:
         """The subject record ({id, name, kind, recipe}); the id depends only on what is evaluated."""
+        if self.backend == "endpoint":
+            served = self.endpoint.model or self.endpoint.url
+            return make_subject(self.name, self.kind, {"model": served, "adapter": None, "scale": 1.0, "merge": None,
+                                                       "format": "endpoint", "file": None})
         recipe = {"model": self.model or self.file, "adapter": self.adapter,
                   "scale": self.scale if self.adapter else 1.0, "merge": None,
                   "format": "gguf" if self.backend == "llama_cpp" else "hf", "file": self.file}
@@ -51,7 +64,11 @@ class SubjectSpec(JobConfig):
 
 
 def open_backend(spec: SubjectSpec, device: str = "cpu"):
-    """Load the subject; the caller closes it."""
+    """Load the subject (or connect to its server); the caller closes it."""
+    if spec.backend == "endpoint":
+        from engine.gates.endpoint import EndpointBackend
+
+        return EndpointBackend(spec.endpoint)
     if spec.backend == "llama_cpp":
         from engine.gates.gguf_backend import LlamaCppBackend
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from engine.errors import SpecError
-from engine.gates.generate import complete
+from engine.gates import answers as prompting
 from engine.gates.metrics import summarize
 from engine.gates.scoring import ScoreOutput, ScoreSettings, scorer
 from engine.gates.template import render
@@ -27,7 +27,7 @@ def score_code(items, backend, settings: ScoreSettings) -> ScoreOutput:
 
     gate = items.gate
     refuse_unless_allowed(gate, settings.allow_code_exec)
-    completions = complete(items, backend, settings)
+    completions = prompting.completions(items, backend, settings)
     programs = [render(gate.code.program, {**gate.prepare(row), "prompt": gate.render(row), "completion": c})
                 for row, c in zip(items.rows, completions)]
     results = run_programs(programs, workers=min(4, os.cpu_count() or 1), timeout_s=gate.code.timeout_s,

@@ -8,6 +8,7 @@ variants) also report which choice the answer names (-1 for none: always wrong).
 
 from __future__ import annotations
 
+from engine.gates import answers as prompting
 from engine.gates.extract import choice_index, extract, normalize
 from engine.gates.metrics import summarize
 from engine.gates.scoring import ScoreOutput, ScoreSettings, scorer
@@ -23,25 +24,11 @@ def metric_names(gate) -> set[str]:
     return {metric_name(e) for e in gate.generate.extract} or {"exact_match"}
 
 
-def complete(items, backend, settings: ScoreSettings) -> list[str]:
-    """Greedy completions of every item's prompt (shared with code_exec)."""
-    gate, n = items.gate, len(items.rows)
-    done = 0
-
-    def on_batch(count: int) -> None:
-        nonlocal done
-        done += count
-        settings.progress(done, n)
-
-    spec = gate.generate
-    return backend.generate(items.prompts(), spec.stop, spec.max_new_tokens, gate.bos, settings.batch_size, on_batch)
-
-
 @scorer("generate", version="1", metrics=metric_names)
 def score_generate(items, backend, settings: ScoreSettings) -> ScoreOutput:
     gate, spec = items.gate, items.gate.generate
     start_tokens = backend.tokens_computed
-    completions = complete(items, backend, settings)
+    completions = prompting.completions(items, backend, settings)
     targets = [normalize(gate.label_text(row), spec.ignore, spec.ignore_case) for row in items.rows]
     per_item: dict[str, list[float]] = {}
     answers: dict[str, list[str]] = {}

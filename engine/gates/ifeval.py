@@ -94,7 +94,8 @@ def check_rows(items, known) -> None:
             raise SpecError(f"{where}: unknown instruction {unknown[0]!r}")
 
 
-@scorer("ifeval", version="1", metrics=lambda gate: set(PROMPT_METRICS) | set(INSTRUCTION_METRICS))
+@scorer("ifeval", version="1", metrics=lambda gate: set(PROMPT_METRICS) | set(INSTRUCTION_METRICS),
+        columns=tuple(COLUMNS))
 def score_ifeval(items, backend, settings: ScoreSettings) -> ScoreOutput:
     from importlib.metadata import version
 
@@ -114,4 +115,4 @@ def score_ifeval(items, backend, settings: ScoreSettings) -> ScoreOutput:
                        stats={"instructions": sum(len(r["inst_level_strict_acc"]) for r in results),
                               "empty_answers": sum(1 for a in answers if not a)},
                        fingerprint={"dataset_hash": rows_hash(items.rows, COLUMNS), "punkt": punkt,
-                                    "lm_eval": version("lm_eval"), "chat": bool(items.gate.options.get("chat"))})
+                                    "lm_eval": version("lm_eval"), "chat_template": items.gate.chat_template})

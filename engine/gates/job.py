@@ -15,11 +15,17 @@ class GateJobConfig(JobConfig):
     subjects: list[SubjectSpec] = Field(min_length=1, description="what to evaluate ([[subjects]] tables)")
     suite: str | None = Field(None, description="a suite from assets/gates/suites.toml (core, extended)")
     gates: list[str] = Field(default_factory=list, description="gate names (or gate .toml paths), after the suite")
-    files: dict[str, str] = Field(default_factory=dict, description="gate name → local data file (offline boxes)")
+    files: dict[str, str] = Field(default_factory=dict, description="gate name (or a user-data key: style_prompts, "
+                                                                    "style_pairs) → local data file")
+    fixtures: bool = Field(False, description="gates without a file here score their tiny shipped fixture "
+                                              "(tests and demos only: too few items to certify anything)")
     fewshot_files: dict[str, str] = Field(default_factory=dict, description="gate name → local few-shot file")
     limit: int = Field(0, ge=0, description="score only the first N items of each gate (0: all; a smoke run)")
     device: str = Field("cpu", description="cpu | cuda | cuda:N")
     batch_size: int = Field(8, ge=1, description="items per forward pass")
+    chat_template: bool | None = Field(None, description="true/false: every gate's prompts in (or out of) the "
+                                                         "subject's chat template (lm-eval's --apply_chat_template); "
+                                                         "unset: each gate's own setting")
     allow_code_exec: bool = Field(False, description="run model-generated programs (mbpp, humaneval)")
     samples: str | None = Field(None, description="per-item audit file (JSONL), relative to outputs/")
     out: str | None = Field(None, description="write results/ here instead of under the run's outputs/")
@@ -47,6 +53,7 @@ limit = 20                    # first 20 items only (0: the gate's full n)
 device = "cpu"                # cuda on a GPU box
 batch_size = 8
 allow_code_exec = false       # mbpp / humaneval run generated code only when true
+# chat_template = true        # every gate's prompt in the subject's chat template (lm-eval's --apply_chat_template)
 samples = "samples.jsonl"     # per-item audit lines (log-likelihoods, pred, gold), under outputs/
 
 # [judge]                     # judged gates (style_judge, en_chat; xstest's classifier): any OpenAI-compatible API
@@ -55,15 +62,26 @@ samples = "samples.jsonl"     # per-item audit lines (log-likelihoods, pred, gol
 # api_key_env = "SLAYER_JUDGE_API_KEY"   # the key is read from this variable, never stored
 # concurrency = 8
 
-# [files]                     # offline boxes: gate name -> local jsonl/json/csv/tsv/parquet with the same columns
-# polish_psc = "/data/klej-psc/test.parquet"
+# [files]                     # local jsonl/json/csv/tsv/parquet files (docs/gate_data.md has the columns)
+# polish_psc = "/data/klej-psc/test.parquet"       # offline boxes: a copy of a public test split
+# style_prompts = "data/holdout_v1.jsonl"          # your held-out Polish style prompts (style_judge, pl_grammar)
+# style_pairs = "data/style_pl_pref_v3.jsonl"      # your held-out style preference pairs (style_pref)
 
 [[subjects]]
 name = "base"
 kind = "base"                 # base | reference | checkpoint | merge | quant
 model = "Qwen/Qwen3-0.6B"     # HF id or a local HF-format directory
-backend = "hf"                # hf | llama_cpp (then: file = "model.gguf")
+backend = "hf"                # hf | llama_cpp (then: file = "model.gguf") | endpoint
 dtype = "auto"                # bfloat16 on cuda, float32 on cpu
+
+# [[subjects]]                # a model behind an OpenAI-compatible server (vLLM, llama-server, llama-swap)
+# name = "served"
+# kind = "reference"
+# backend = "endpoint"
+# [subjects.endpoint]
+# url = "http://127.0.0.1:8080/v1"
+# model = "qwen3.5-27b"       # the server's model id (default: the first it lists)
+# concurrency = 8             # requests in flight; the server batches them
 
 # [[subjects]]                # an adapter checkpoint, at half strength
 # name = "ckpt-800 x0.5"
@@ -79,7 +97,7 @@ dtype = "auto"                # bfloat16 on cuda, float32 on cpu
 def run_gate_job(config: GateJobConfig, ctx) -> None:
     from engine.gates.run import resolve_gates, result_path, run_gates
 
-    gates = resolve_gates(config.suite, config.gates)
+    gates = resolve_gates(config.suite, config.gates, config.chat_template)
     samples = None
     if config.samples:
         samples = Path(config.samples) if Path(config.samples).is_absolute() else ctx.outputs / config.samples
@@ -89,7 +107,7 @@ def run_gate_job(config: GateJobConfig, ctx) -> None:
         limit=config.limit, device=config.device, batch_size=config.batch_size,
         allow_code_exec=config.allow_code_exec, samples_path=samples,
         progress=lambda done, total, label: ctx.progress(done, total, "items", label),
-        on_result=ctx.gate_result, log=ctx.log, judge=config.judge)
+        on_result=ctx.gate_result, log=ctx.log, judge=config.judge, fixtures=config.fixtures)
     several = len(config.subjects) > 1
     for result in results:
         ctx.artifact(result_path(out, result["subject"], result["gate"], several).resolve(), "gate_result")

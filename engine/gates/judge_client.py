@@ -9,41 +9,25 @@ settings at call time and never written anywhere.
 from __future__ import annotations
 
 import hashlib
-import http.client
 import json
 import os
-import random
 import re
 import threading
-import time
-import urllib.error
-import urllib.request
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Callable, Literal
 
 from pydantic import Field
 
 from engine.errors import SpecError
-from engine.jobs import JobConfig
+from engine.gates.http_api import ApiError, ApiSettings, map_concurrently, post_json
 
 URL_ENV, MODEL_ENV = "SLAYER_JUDGE_URL", "SLAYER_JUDGE_MODEL"
-TRANSIENT_HTTP = {408, 409, 425, 429, 500, 502, 503, 504}
-TRANSIENT_ERRORS = (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException,
-                    json.JSONDecodeError)
 
 
-class JudgeSettings(JobConfig):
-    """Where the judge lives and how hard to call it."""
+class JudgeSettings(ApiSettings):
+    """Where the judge lives (requests go to URL/chat/completions) and how hard to call it."""
 
-    url: str = Field(description="base URL of the OpenAI-compatible API (…/v1); requests go to URL/chat/completions")
     model: str = Field(description="judge model id, sent with every request and recorded in fingerprints")
-    api_key_env: str = Field("SLAYER_JUDGE_API_KEY",
-                             description="environment variable holding the API key (unset: no key is sent)")
-    concurrency: int = Field(8, ge=1, description="requests in flight at once")
-    timeout_s: float = Field(300.0, gt=0, description="per request")
-    retries: int = Field(4, ge=0, description="extra tries after a transient error (5xx, 429, timeout, no connection)")
-    backoff_s: float = Field(1.0, ge=0, description="wait before the first retry; doubles each time (plus jitter)")
     max_tokens: int = Field(1024, ge=1, description="longest judge reply")
     structured: Literal["off", "json_object", "json_schema"] = Field(
         "off", description="ask for a JSON verdict: json_object (llama-cpp-python, vLLM) or json_schema (OpenAI, "
@@ -110,7 +94,7 @@ def chat_messages(system: str, user: str) -> list[dict]:
     return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
 
 
-class JudgeError(RuntimeError):
+class JudgeError(ApiError):
     """The endpoint kept failing (transient errors past the retries)."""
 
 
@@ -119,7 +103,6 @@ class JudgeClient:
 
     def __init__(self, settings: JudgeSettings):
         self.settings = settings
-        self.endpoint = settings.url.rstrip("/") + "/chat/completions"
         self.cache = Path(settings.cache_dir).expanduser() if settings.cache_dir else default_cache_dir()
         self.counts = {"requests": 0, "cache_hits": 0, "calls": 0, "retries": 0}
         self._lock = threading.Lock()
@@ -155,56 +138,26 @@ class JudgeClient:
         on_done(done)
         if not missing:
             return replies
-        pool = ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="judge")
-        try:
-            futures = {pool.submit(self._call, bodies[i]): i for i in missing}
-            for future in as_completed(futures):
-                replies[futures[future]] = future.result()
-                done += 1
-                on_done(done)
-        finally:  # a cancelled job must not wait for requests it will never use
-            pool.shutdown(wait=False, cancel_futures=True)
+        found = map_concurrently(self._call, [bodies[i] for i in missing], self.settings.concurrency,
+                                 lambda count: on_done(done + count))
+        for i, reply in zip(missing, found):
+            replies[i] = reply
         return replies
 
     # ---- one request -----------------------------------------------------------------------------
 
     def _call(self, body: dict) -> str | None:
-        key = request_key(body)
-        data = json.dumps(body, ensure_ascii=False).encode()
-        headers = {"Content-Type": "application/json"}
-        api_key = os.environ.get(self.settings.api_key_env)
-        if api_key:
-            headers["Authorization"] = f"Bearer {api_key}"
-        last = ""
-        for attempt in range(self.settings.retries + 1):
-            if attempt:
-                self._count("retries")
-            try:
-                request = urllib.request.Request(self.endpoint, data=data, headers=headers, method="POST")
-                with urllib.request.urlopen(request, timeout=self.settings.timeout_s) as response:
-                    reply = json.loads(response.read().decode("utf-8"))
-                choice = reply["choices"][0]
-                record = {"content": choice.get("message", {}).get("content"),
-                          "finish_reason": choice.get("finish_reason"), "model": reply.get("model"),
-                          "usage": reply.get("usage")}
-                self._count("calls")
-                self._write(key, record)
-                return record["content"]
-            except urllib.error.HTTPError as e:
-                detail = e.read()[:300].decode("utf-8", "replace")
-                if e.code not in TRANSIENT_HTTP:
-                    raise SpecError(f"{self.endpoint}: the judge refused the request: HTTP {e.code}: "
-                                    f"{detail}") from None
-                last = f"HTTP {e.code}: {detail}"
-                wait = _retry_after(e)
-            except TRANSIENT_ERRORS as e:
-                last, wait = f"{e.__class__.__name__}: {e}", None
-            except (KeyError, IndexError, TypeError) as e:
-                last, wait = f"not a chat completion ({e.__class__.__name__}: {e})", None
-            if attempt < self.settings.retries:
-                backoff = self.settings.backoff_s * 2 ** attempt
-                time.sleep(wait if wait is not None else backoff * (1 + random.random() / 4))
-        raise JudgeError(f"{self.endpoint}: no reply after {self.settings.retries + 1} tries; last: {last}")
+        def check(reply: dict) -> None:
+            reply["choices"][0].get("message", {})
+
+        reply = post_json(self.settings, "/chat/completions", body, who="the judge", error=JudgeError,
+                          on_retry=lambda: self._count("retries"), check=check)
+        choice = reply["choices"][0]
+        record = {"content": choice.get("message", {}).get("content"), "finish_reason": choice.get("finish_reason"),
+                  "model": reply.get("model"), "usage": reply.get("usage")}
+        self._count("calls")
+        self._write(request_key(body), record)
+        return record["content"]
 
     def _path(self, key: str) -> Path:
         return self.cache / key[:2] / f"{key}.json"
@@ -222,11 +175,3 @@ class JudgeClient:
         tmp.write_text(json.dumps(record, ensure_ascii=False), encoding="utf-8")
         os.replace(tmp, path)
 
-
-def _retry_after(error: urllib.error.HTTPError) -> float | None:
-    """The server's Retry-After in seconds (capped at a minute), when it sent a number."""
-    value = error.headers.get("Retry-After") if error.headers else None
-    try:
-        return min(60.0, max(0.0, float(value)))
-    except (TypeError, ValueError):
-        return None

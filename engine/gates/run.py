@@ -29,13 +29,16 @@ EVENT_KEYS = ("subject", "gate", "axis", "scorer", "metrics", "primary", "higher
               "outcomes", "preds", "golds", "fingerprint", "tolerance_pp", "elapsed_s", "items_per_s")
 
 
-def resolve_gates(suite: str | None, names: list[str]) -> list[Gate]:
+def resolve_gates(suite: str | None, names: list[str], chat_template: bool | None = None) -> list[Gate]:
     """The suite's gates, then the named ones (names or .toml paths), each once, in that order; a gate whose
-    scorer cannot run here is replaced by its fallback (see available_gate)."""
+    scorer cannot run here is replaced by its fallback (see available_gate). `chat_template` set: every gate
+    renders its prompts that way (lm-eval's --apply_chat_template for the whole run)."""
     gates = load_suite(suite) if suite else []
     for name in names:
         gates.append(load_gate(name))
     gates = [available_gate(g) for g in gates]
+    if chat_template is not None:
+        gates = [with_chat_template(g, chat_template) for g in gates]
     seen, unique = set(), []
     for gate in gates:
         if gate.name not in seen:
@@ -44,6 +47,13 @@ def resolve_gates(suite: str | None, names: list[str]) -> list[Gate]:
     if not unique:
         raise SpecError("no gates to run: name a suite or at least one gate")
     return unique
+
+
+def with_chat_template(gate: Gate, on: bool) -> Gate:
+    """The gate with its prompts in (or out of) the chat template; its template hash, so its fingerprint, follows."""
+    if gate.chat_template == on:
+        return gate
+    return gate.model_copy(update={"chat_template": on, "fewshot_as_multiturn": gate.fewshot_as_multiturn and on})
 
 
 def available_gate(gate: Gate) -> Gate:
@@ -104,8 +114,9 @@ def score_gate(items: GateItems, backend, subject: dict, batch_size: int, allow_
     outcomes = out.per_item.get(gate.primary) or out.per_item.get("acc") or []
     fingerprint = {"dataset_hash": items.content_hash, "n": n, "seed": gate.seed, "template_hash": gate.template_hash(),
                    "scorer": gate.scorer, "scorer_version": scorer.version, "backend": backend.name,
+                   "chat_template": gate.chat_template,
                    "dtype": backend.dtype, "batch_size": batch_size, "bos": gate.bos, "fewshot": gate.fewshot.k,
-                   "harness_version": engine.__version__, **out.fingerprint}
+                   "harness_version": engine.__version__, **getattr(backend, "fingerprint", {}), **out.fingerprint}
     result = {"subject": subject, "gate": gate.name, "axis": gate.axis, "scorer": gate.scorer,
               "metrics": {m: out.metrics[m] for m in gate.metrics}, "primary": gate.primary,
               "higher_is_better": gate.higher_is_better, "stderr": {m: out.stderr.get(m, 0.0) for m in gate.metrics},
@@ -119,14 +130,26 @@ def score_gate(items: GateItems, backend, subject: dict, batch_size: int, allow_
     return result, samples
 
 
+def gate_file(gate: Gate, files: dict[str, str]) -> str | None:
+    """The run's local file for the gate: named by the gate's name, else by its user-data key."""
+    key = gate.dataset.user_data_key
+    return files.get(gate.name) or (files.get(key) if key else None)
+
+
 def prepare_items(gates: list[Gate], files: dict[str, str] | None = None,
                   fewshot_files: dict[str, str] | None = None, limit: int = 0, allow_code_exec: bool = False,
-                  device: str = "cpu", judge=None) -> list[GateItems]:
-    """Check the run's settings and load every gate's items (SpecError on the first problem)."""
+                  device: str = "cpu", judge=None, fixtures: bool = False) -> list[GateItems]:
+    """Check the run's settings and load every gate's items (SpecError on the first problem). `fixtures`: gates
+    with no file named score their tiny shipped fixture (tests, the demo) instead of the real data."""
     check_device(device)
     files, fewshot_files = files or {}, fewshot_files or {}
     names = {g.name for g in gates}
-    for key in [*files, *fewshot_files]:
+    keys = names | {g.dataset.user_data_key for g in gates if g.dataset.user_data_key}
+    for key in files:
+        if key not in keys:
+            raise SpecError(f"local file given for {key!r}, which no gate of this run reads (known: "
+                            f"{', '.join(sorted(keys))})")
+    for key in fewshot_files:
         if key not in names:
             raise SpecError(f"local file given for gate {key!r}, which is not in this run ({', '.join(sorted(names))})")
     for gate in gates:
@@ -135,7 +158,7 @@ def prepare_items(gates: list[Gate], files: dict[str, str] | None = None,
         if get_scorer(gate.scorer, str(gate.source)).needs_judge and (judge or judge_from_env()) is None:
             raise SpecError(f"gate {gate.name}: needs a judge endpoint: set [judge] url and model in the job "
                             f"(or {URL_ENV} and {MODEL_ENV} in the environment)")
-    return [load_items(g, files.get(g.name), limit, fewshot_files.get(g.name)) for g in gates]
+    return [load_items(g, gate_file(g, files), limit, fewshot_files.get(g.name), fixtures) for g in gates]
 
 
 def run_gates(subjects: list[SubjectSpec], gates: list[Gate], out_dir: str | os.PathLike, *,
@@ -144,7 +167,8 @@ def run_gates(subjects: list[SubjectSpec], gates: list[Gate], out_dir: str | os.
               samples_path: str | os.PathLike | None = None,
               progress: Callable[[int, int, str], None] | None = None,
               on_result: Callable[[dict], None] | None = None,
-              log: Callable[[str], None] | None = None, judge: JudgeSettings | None = None) -> list[dict]:
+              log: Callable[[str], None] | None = None, judge: JudgeSettings | None = None,
+              fixtures: bool = False) -> list[dict]:
     """Score every subject on every gate; returns the results (also written under OUT/results/).
 
     Every gate's data is loaded and checked before any model, so a bad file fails in seconds.
@@ -153,7 +177,7 @@ def run_gates(subjects: list[SubjectSpec], gates: list[Gate], out_dir: str | os.
     (style_judge, en_chat) the subject with kind = "base" is scored first and the others are compared with it.
     """
     judge = judge or judge_from_env()
-    loaded = prepare_items(gates, files, fewshot_files, limit, allow_code_exec, device, judge)
+    loaded = prepare_items(gates, files, fewshot_files, limit, allow_code_exec, device, judge, fixtures)
     pairwise = [i.gate.name for i in loaded if get_scorer(i.gate.scorer).pairwise]
     if pairwise:
         subjects = base_first(subjects, pairwise)
@@ -162,6 +186,8 @@ def run_gates(subjects: list[SubjectSpec], gates: list[Gate], out_dir: str | os.
         subject = spec.subject()
         backend = open_backend(spec, device)
         try:
+            if hasattr(backend, "check_likelihood") and any(get_scorer(i.gate.scorer).likelihood for i in loaded):
+                backend.check_likelihood()  # refuse before any gate is scored
             for items in loaded:
                 label = f"{spec.name} · {items.gate.name}"
                 report = (lambda done, total, label=label: progress(done, total, label)) if progress else \

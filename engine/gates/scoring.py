@@ -56,6 +56,8 @@ class Scorer:
     runs_code: bool = False  # needs the gate run's explicit allow_code_exec
     pairwise: bool = False  # compares each subject with the run's base (kind = "base"), which is scored first
     needs_judge: bool = False  # calls the judge endpoint: the run must name one
+    likelihood: bool = False  # scores prompt log-probabilities (an endpoint backend must be able to)
+    columns: tuple[str, ...] = ()  # row columns the scorer reads besides the gate's template and target
     unavailable: Callable | None = None  # unavailable(gate) -> why it cannot run here, or None; see resolve_gates
 
 

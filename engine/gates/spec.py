@@ -22,7 +22,7 @@ from engine.jobs import describe_validation_error
 GATES_DIR = Path(__file__).resolve().parents[2] / "assets" / "gates"
 SUITES_FILE = "suites.toml"
 AXES = ("pl_nlu", "pl_style", "pl_grammar", "en_knowledge", "reasoning", "math", "code", "multilingual",
-        "instruction", "safety")
+        "factuality", "instruction", "safety")
 
 
 class LabelError(ValueError):
@@ -39,6 +39,14 @@ class DatasetSpec(_Strict):
     split: str = Field("test", description="split the items come from")
     file: str | None = Field(None, description="local file with the same columns (jsonl/json/csv/tsv/parquet); "
                                                "overrides `hf`; relative to this TOML")
+    hf_file: str | None = Field(None, description="one file of the hub dataset's repository, read instead of its "
+                                                  "loader (datasets whose loader is a script: alpaca_eval)")
+    fixture: str | None = Field(None, description="a tiny shipped file with the same columns, for tests and the demo "
+                                                  "only (a run uses it when asked: fixtures = true)")
+    user_data: str | None = Field(None, description="no public data: the run names the operator's own file "
+                                                    "(this says what it holds)")
+    user_data_key: str | None = Field(None, description="the `files` key that names it for every gate reading it "
+                                                        "(besides the gate's own name)")
     fewshot_split: str = Field("train", description="split few-shot examples come from")
     fewshot_file: str | None = Field(None, description="local file of few-shot examples")
 
@@ -52,6 +60,8 @@ class TargetSpec(_Strict):
     values_field: str | None = Field(None, description="per-row list of label values in choice order (ARC)")
     text: str | None = Field(None, description="choice-less gates: template of the answer text (few-shot answers, "
                                                "the compared target); default: the field's value")
+    labels_field: str | None = Field(None, description="per-row 0/1 label of every choice (1 = true): metric mc2, "
+                                                       "the probability mass on the true ones (TruthfulQA MC2)")
 
 
 class ExtractSpec(_Strict):
@@ -94,6 +104,11 @@ class Gate(_Strict):
     seed: int = Field(1234, description="seed of the item draw")
     tolerance_pp: float = Field(0.5, ge=0)
     bos: bool = Field(False, description="prepend the tokenizer's special tokens (the leaderboard: false)")
+    chat_template: bool = Field(False, description="render prompts in the subject's chat template, as lm-eval's "
+                                                   "--apply_chat_template: few-shot examples and the question in one "
+                                                   "user turn, choices follow the assistant header directly")
+    fewshot_as_multiturn: bool = Field(False, description="with chat_template: each few-shot example as a user turn "
+                                                          "and its answer as an assistant turn (lm-eval's flag)")
     dataset: DatasetSpec
     template: str
     doc: str | None = Field(None, description="row preprocessor run before the template (hellaswag, …)")
@@ -113,6 +128,8 @@ class Gate(_Strict):
     def _consistent(self):
         if self.primary not in self.metrics:
             raise ValueError(f"primary metric {self.primary!r} is not in metrics {self.metrics}")
+        if self.fewshot_as_multiturn and not self.chat_template:
+            raise ValueError("fewshot_as_multiturn needs chat_template = true")
         if self.choices is not None and self.choices_field is not None:
             raise ValueError("set choices or choices_field, not both")
         if self.doc is not None and self.doc not in tpl.DOC_FUNCTIONS:
@@ -128,6 +145,11 @@ class Gate(_Strict):
     def source(self) -> Path | None:
         """The TOML this gate was loaded from."""
         return self._source
+
+    @property
+    def choice_delimiter(self) -> str:
+        """What goes between a prompt and a choice: none after a chat template's assistant header (lm-eval)."""
+        return "" if self.chat_template else self.target_delimiter
 
     @property
     def has_choices(self) -> bool:
@@ -187,8 +209,9 @@ class Gate(_Strict):
         needed = tpl.fields(self.template) | {tpl.parse_expression(self.target.field)[0]}
         if self.choices_field:
             needed.add(tpl.parse_expression(self.choices_field)[0])
-        if self.target.values_field:
-            needed.add(tpl.parse_expression(self.target.values_field)[0])
+        for path in (self.target.values_field, self.target.labels_field):
+            if path:
+                needed.add(tpl.parse_expression(path)[0])
         if self.target.text is not None:
             needed |= tpl.fields(self.target.text)
         if self.code is not None:
@@ -201,7 +224,7 @@ class Gate(_Strict):
         """Hash of everything that shapes prompts and scoring (not the dataset, n or seed)."""
         shaping = self.model_dump(mode="json", include={
             "template", "doc", "choices", "choices_field", "target_delimiter", "target", "fewshot", "generate",
-            "code", "bos", "options"})
+            "code", "bos", "options", "chat_template", "fewshot_as_multiturn"})
         return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
 
 

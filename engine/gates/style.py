@@ -18,14 +18,14 @@ from engine.gates.scoring import ScoreOutput, ScoreSettings, scorer
 COLUMNS = ["prompt", "chosen", "rejected"]
 
 
-@scorer("style", version="1", metrics=lambda gate: {"acc", "margin"})
+@scorer("style", version="1", metrics=lambda gate: {"acc", "margin"}, likelihood=True, columns=tuple(COLUMNS))
 def score_style(items, backend, settings: ScoreSettings) -> ScoreOutput:
     gate = items.gate
     for index, row in zip(items.indices, items.rows):
         missing = [c for c in COLUMNS if not isinstance(row.get(c), str)]
         if missing:
             raise SpecError(f"{items.source}: gate {gate.name}: row {index + 1}: missing text column {missing[0]!r}")
-    answers = [[gate.target_delimiter + row["chosen"], gate.target_delimiter + row["rejected"]] for row in items.rows]
+    answers = [[gate.choice_delimiter + row["chosen"], gate.choice_delimiter + row["rejected"]] for row in items.rows]
     lls = continuation_loglikelihoods(gate_prompts(items, backend), answers, backend, gate.bos, settings)
     per_char = [(c / max(1, len(row["chosen"])), r / max(1, len(row["rejected"])))
                 for (c, r), row in zip(lls, items.rows)]
@@ -36,4 +36,4 @@ def score_style(items, backend, settings: ScoreSettings) -> ScoreOutput:
     return ScoreOutput(metrics, stderr, per_item, samples=samples,
                        stats={"tokens_computed": backend.tokens_computed},
                        fingerprint={"dataset_hash": rows_hash(items.rows, COLUMNS), "normalisation": "per_character",
-                                    "chat": bool(gate.options.get("chat"))})
+                                    "chat_template": gate.chat_template})

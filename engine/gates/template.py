@@ -87,8 +87,14 @@ def letter_options(row: dict) -> dict:
     return {**row, "options": options, "letters": letters}
 
 
+def first_choice(row: dict) -> dict:
+    """Adds `gold` = 0: the gold answer is always the first choice (TruthfulQA's mc1/mc2 targets)."""
+    return {**row, "gold": 0}
+
+
 # name → (function, the row fields it reads, the fields it adds)
 DOC_FUNCTIONS: dict[str, tuple[Callable[[dict], dict], tuple[str, ...], tuple[str, ...]]] = {
     "hellaswag": (hellaswag, ("activity_label", "ctx_a", "ctx_b", "endings"), ("query", "choices")),
     "letter_options": (letter_options, ("answers",), ("options", "letters")),
+    "first_choice": (first_choice, (), ("gold",)),
 }

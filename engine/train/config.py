@@ -59,7 +59,8 @@ class GateSettings(JobConfig):
 
     suite: str | None = Field(None, description="a suite from assets/gates/suites.toml (core, extended)")
     gates: list[str] = Field(default_factory=list, description="gate names (or gate .toml paths), after the suite")
-    files: dict[str, str] = Field(default_factory=dict, description="gate name → local data file (offline boxes)")
+    files: dict[str, str] = Field(default_factory=dict, description="gate name (or style_prompts, style_pairs) → "
+                                                                    "local data file")
     fewshot_files: dict[str, str] = Field(default_factory=dict, description="gate name → local few-shot file")
     limit: int = Field(0, ge=0, description="score only the first N items of each gate (0: the gate's full n)")
     base: bool = Field(True, description="also score the base model once (with the first checkpoint), so every "
@@ -69,6 +70,8 @@ class GateSettings(JobConfig):
         "auto", description="dtype the gates load subjects in")
     batch_size: int = Field(8, ge=1, description="items per forward pass")
     allow_code_exec: bool = Field(False, description="run model-generated programs (mbpp, humaneval)")
+    chat_template: bool | None = Field(None, description="true/false: every gate's prompts in (or out of) the chat "
+                                                         "template; unset: each gate's own (KLEJ gates: plain)")
     max_parallel: int = Field(1, ge=1, description="gate jobs running at once; later checkpoints wait in line")
     judge: JudgeSettings | None = Field(
         None, description="judge endpoint for judged gates ([gates.judge]: url, model); default: the environment")

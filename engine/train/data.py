@@ -15,6 +15,42 @@ from engine.errors import SpecError
 ROLES = ("system", "user", "assistant")
 
 
+def is_plain(row: dict) -> bool:
+    """A plain example: `prompt` and `completion` strings, learned as raw text with no chat template (TRL's
+    prompt-completion form; what data.klej writes with format = "plain")."""
+    return "messages" not in row and isinstance(row.get("prompt"), str) and isinstance(row.get("completion"), str)
+
+
+def data_format(path: str) -> str:
+    """"plain" when the file's first row is a plain example, else "chat"."""
+    return "plain" if is_plain(read_rows(path)[0]) else "chat"
+
+
+def read_examples(path: str) -> list[list[dict] | dict]:
+    """Every row of a training file: chat messages (see read_chats), or {prompt, completion} for a plain file."""
+    if data_format(path) == "chat":
+        return read_chats(path)
+    rows = []
+    for number, row in enumerate(read_rows(path), 1):
+        if not is_plain(row):
+            raise SpecError(f"{path}: row {number}: a plain file needs string 'prompt' and 'completion' in every row")
+        rows.append({"prompt": row["prompt"], "completion": row["completion"]})
+    return rows
+
+
+def plain_tokenizer(tok) -> Callable[[dict], dict]:
+    """A function: {prompt, completion} → {input_ids, assistant_masks}: the completion's tokens cut from the joint
+    tokenization (as lm-eval cuts a continuation), then end-of-text; the loss covers the completion and the end."""
+
+    def encode(example: dict) -> dict:
+        context = tok.encode(example["prompt"], add_special_tokens=False)
+        whole = tok.encode(example["prompt"] + example["completion"], add_special_tokens=False)
+        ids = whole + ([tok.eos_token_id] if tok.eos_token_id is not None else [])
+        return {"input_ids": ids, "assistant_masks": [0] * len(context) + [1] * (len(ids) - len(context))}
+
+    return encode
+
+
 def read_chats(path: str) -> list[list[dict]]:
     """The `messages` of every row of a chat JSONL (what the data jobs write); `source` and other keys are ignored."""
     chats = []

@@ -46,10 +46,11 @@ def check_gates(settings: GateSettings, source: str) -> set[str]:
     from engine.gates.run import resolve_gates
     from engine.gates.scoring import get_scorer
 
-    gates = resolve_gates(settings.suite, settings.gates)
+    gates = resolve_gates(settings.suite, settings.gates, settings.chat_template)
     names = {g.name for g in gates}
+    keys = names | {g.dataset.user_data_key for g in gates if g.dataset.user_data_key}
     for key in [*settings.files, *settings.fewshot_files]:
-        if key not in names:
+        if key not in (keys if key in settings.files else names):
             raise SpecError(f"{source}: [gates] has a local file for {key!r}, which is not one of the gates run "
                             f"({', '.join(sorted(names))})")
     for gate in gates:
@@ -61,6 +62,25 @@ def check_gates(settings: GateSettings, source: str) -> set[str]:
             raise SpecError(f"{source}: gate {gate.name} needs a judge endpoint: add a [gates.judge] table "
                             "(url, model)")
     return names
+
+
+def format_mismatch(data: str, settings: GateSettings) -> str | None:
+    """A warning when the training data's prompt format (chat `messages`, or plain `prompt`/`completion`) differs
+    from the one its Polish NLU gates score: the adapter would learn answers in one format and be judged in
+    the other (e.g. after the chat template's assistant header vs straight after `Prawidłowa odpowiedź:`)."""
+    from engine.gates.run import resolve_gates
+    from engine.train.data import data_format
+
+    fmt = data_format(data)
+    other = [g.name for g in resolve_gates(settings.suite, settings.gates, settings.chat_template)
+             if g.axis == "pl_nlu" and ("chat" if g.chat_template else "plain") != fmt]
+    if not other:
+        return None
+    fix = ('data.klej format = "plain", or [gates] chat_template = true' if fmt == "chat"
+           else 'data.klej format = "chat", or [gates] chat_template = false')
+    return (f"{data}: the training data is in {fmt} format but gates {', '.join(other)} score "
+            f"{'plain prompts (no chat template)' if fmt == 'chat' else 'prompts in the chat template'}; "
+            f"to train what is scored use {fix}")
 
 
 class CheckpointGater:
@@ -98,6 +118,8 @@ class CheckpointGater:
             spec["suite"] = s.suite
         if s.judge:
             spec["judge"] = s.judge.model_dump(mode="json", exclude_none=True)
+        if s.chat_template is not None:
+            spec["chat_template"] = s.chat_template
         return dumps_toml(spec)
 
     def _run(self, step: int, tables: list[dict]) -> None:

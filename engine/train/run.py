@@ -20,7 +20,7 @@ from engine.subjects import make_subject
 from engine.train import adapter as adapters
 from engine.train import stack
 from engine.train.config import TrainJobConfig
-from engine.train.gating import CheckpointGater, check_gates, read_events
+from engine.train.gating import CheckpointGater, check_gates, format_mismatch, read_events
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", stack.META_FILE)
 
@@ -64,6 +64,10 @@ def prepare(kind: str, cfg: TrainJobConfig, ctx) -> Plan:
         check_gates(cfg.gates, source)
     if not Path(cfg.data).expanduser().exists():
         raise SpecError(f"{source}: data file {cfg.data!r} does not exist")
+    if cfg.gates and kind == "sft":
+        mismatch = format_mismatch(cfg.data, cfg.gates)
+        if mismatch:
+            ctx.log(mismatch, level="warning")
     if complete_checkpoints(checkpoints_dir(ctx)) and not cfg.resume:
         raise SpecError(f"{source}: {checkpoints_dir(ctx)} already holds checkpoints; set resume = true to "
                         "continue them, or use a new run directory")

@@ -77,13 +77,16 @@ def _show_guard(guard: dict) -> None:
 @click.option("--per-class-cap", type=int, default=None, help="most examples of one class [per-task / classes]")
 @click.option("--min-per-task", type=int, default=None, help="warn below this many per task [120]")
 @click.option("--seed", type=int, default=None, help="[0]")
+@click.option("--example-format", "example_format", type=click.Choice(["chat", "plain"]), default=None,
+              help="chat: messages; plain: prompt/completion, the raw text the KLEJ gates score [chat]")
 @click.option("--guard-against", multiple=True, metavar="SUITE_OR_FILE",
               help="also guard against a suite, gate, GATE=FILE or test file (repeat)")
 @click.option("--report", type=click.Path(dir_okay=False), default=None, help="[OUT stem + _report.json]")
 @click.option("--quiet", is_flag=True, help="no progress bar")
 @FORMAT
-def klej_cmd(tasks, tests, out, per_task, per_class_cap, min_per_task, seed, guard_against, report, quiet, fmt):
-    """KLEJ train splits as chat instructions with the gates' prompts and labels, balanced and guarded."""
+def klej_cmd(tasks, tests, out, per_task, per_class_cap, min_per_task, seed, example_format, guard_against, report,
+             quiet, fmt):
+    """KLEJ train splits as instructions (chat or plain) with the gates' prompts and labels, balanced and guarded."""
     from engine.data.klej import build_klej
 
     tables = {}
@@ -94,7 +97,8 @@ def klej_cmd(tasks, tests, out, per_task, per_class_cap, min_per_task, seed, gua
             raise click.UsageError(f"--test {name}: no --task {name}")
         tables[name]["test"] = file
     config = _config("data.klej", {"tasks": tables or None, "per_task": per_task, "per_class_cap": per_class_cap,
-                                   "min_per_task": min_per_task, "seed": seed, "guard_against": list(guard_against)})
+                                   "min_per_task": min_per_task, "seed": seed, "guard_against": list(guard_against),
+                                   "format": example_format})
     report_path = Path(report) if report else Path(out).with_name(Path(out).stem + "_report.json")
     with _progress(quiet or fmt == "json") as progress:
         result = build_klej(config, Path(out), report_path, progress, _log)

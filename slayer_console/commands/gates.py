@@ -18,22 +18,29 @@ from slayer_console.commands.common import FORMAT, print_json, print_table, sett
 
 def _dataset(gate) -> str:
     ds = gate.dataset
-    return f"{ds.hf or ds.file}{'/' + ds.config if ds.config else ''}:{ds.split}"
+    if ds.hf:
+        return f"{ds.hf}{'/' + ds.config if ds.config else ''}{'/' + ds.hf_file if ds.hf_file else ''}:{ds.split}"
+    if ds.user_data:
+        return f"your file: files.{ds.user_data_key or gate.name}"
+    return f"{ds.file}:{ds.split}"
 
 
 @click.command()
 @FORMAT
 def gates(fmt: str) -> None:
-    """Every gate: name, axis, scorer, primary metric, n (0 = all), dataset."""
+    """Every gate: name, axis, scorer, primary metric, n (0 = all), dataset, and its shipped fixture (tests and
+    the demo only: too few items to certify anything)."""
     from engine.gates import list_gates
 
     rows = [{"name": g.name, "axis": g.axis, "scorer": g.scorer, "metric": g.primary, "n": g.n,
-             "dataset": _dataset(g), "higher_is_better": g.higher_is_better} for g in list_gates()]
+             "dataset": _dataset(g), "user_data": g.dataset.user_data, "fixture": g.dataset.fixture,
+             "chat_template": g.chat_template, "higher_is_better": g.higher_is_better} for g in list_gates()]
     if fmt == "json":
         print_json(rows)
     else:
-        print_table(None, ["gate", "axis", "scorer", "metric", "n", "dataset"],
-                    [[r["name"], r["axis"], r["scorer"], r["metric"], r["n"] or "all", r["dataset"]] for r in rows])
+        print_table(None, ["gate", "axis", "scorer", "metric", "n", "dataset", "fixture (tests/demo only)"],
+                    [[r["name"], r["axis"], r["scorer"], r["metric"], r["n"] or "all", r["dataset"],
+                      r["fixture"] or ""] for r in rows])
 
 
 @click.group()
@@ -77,10 +84,13 @@ def _follow(events: Path, stop: threading.Event) -> None:
 
 
 @gate.command("run")
-@click.option("--model", required=True, help="base model (HF id or directory); with --backend llama_cpp a .gguf")
+@click.option("--model", required=True, help="base model (HF id or directory); with --backend llama_cpp a .gguf; "
+                                             "with --backend endpoint the server's model id")
 @click.option("--adapter", default=None, help="PEFT adapter directory (LoRA or DoRA)")
 @click.option("--scale", type=float, default=1.0, show_default=True, help="adapter scale")
-@click.option("--backend", type=click.Choice(["hf", "llama_cpp"]), default="hf", show_default=True)
+@click.option("--backend", type=click.Choice(["hf", "llama_cpp", "endpoint"]), default="hf", show_default=True)
+@click.option("--url", default=None, help="endpoint backend: the OpenAI-compatible server's API base (…/v1)")
+@click.option("--concurrency", type=int, default=8, show_default=True, help="endpoint backend: requests in flight")
 @click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), default="auto",
               show_default=True)
 @click.option("--gate", "gate_values", multiple=True, metavar="NAME[=LOCAL_FILE]", help="a gate (repeatable)")
@@ -89,14 +99,17 @@ def _follow(events: Path, stop: threading.Event) -> None:
 @click.option("--device", default="cpu", show_default=True, help="cpu | cuda | cuda:N")
 @click.option("--batch-size", type=int, default=8, show_default=True)
 @click.option("--allow-code-exec", is_flag=True, help="let code gates (mbpp, humaneval) run generated programs")
+@click.option("--apply-chat-template/--no-chat-template", "chat_template", default=None,
+              help="every gate's prompts in (or out of) the subject's chat template (default: each gate's own)")
+@click.option("--fixtures", is_flag=True, help="score gates without a file on their tiny shipped fixtures (demo only)")
 @click.option("--samples", default=None, type=click.Path(dir_okay=False), help="per-item audit lines (JSONL)")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="run directory")
 @click.option("--experiment", default=None, help="ingest the results into the store under this experiment")
 @click.option("--name", default=None, help="subject name (default: the model's or adapter's folder name)")
 @click.option("--kind", default="base", show_default=True,
               type=click.Choice(["base", "reference", "checkpoint", "merge", "quant"]))
-def run_gate(model, adapter, scale, backend, dtype, gate_values, suite, limit, device, batch_size, allow_code_exec,
-             samples, out_dir, experiment, name, kind) -> None:
+def run_gate(model, adapter, scale, backend, url, concurrency, dtype, gate_values, suite, limit, device, batch_size,
+             allow_code_exec, chat_template, fixtures, samples, out_dir, experiment, name, kind) -> None:
     """Score one subject on gates; writes DIR/results/gate_<name>.json."""
     from engine.gates.run import prepare_items, resolve_gates
     from engine.jobs import parse_spec
@@ -108,19 +121,24 @@ def run_gate(model, adapter, scale, backend, dtype, gate_values, suite, limit, d
     if (Path(out_dir) / "events.jsonl").exists():
         raise click.UsageError(f"--out {out_dir}: already holds a run; choose a new folder")
     names, files = _gate_options(gate_values)
-    gguf = backend == "llama_cpp"
+    gguf, served = backend == "llama_cpp", backend == "endpoint"
+    if served and not url:
+        raise click.UsageError("--backend endpoint needs --url (the server's API base, …/v1)")
     subject = {"name": name or Path(adapter or model).name, "kind": kind, "backend": backend, "dtype": dtype,
-               "model": None if gguf else model, "file": str(Path(model).resolve()) if gguf else None}
+               "model": None if gguf or served else model, "file": str(Path(model).resolve()) if gguf else None}
+    if served:
+        subject["endpoint"] = {"url": url, "model": model, "concurrency": concurrency}
     if adapter:
         subject.update(adapter=str(Path(adapter).resolve()), scale=scale)
     out = Path(out_dir).resolve()
     spec = parse_spec({"kind": "gate", "experiment": experiment, "subjects": [subject], "suite": suite,
                        "gates": names, "files": files, "limit": limit, "device": device, "batch_size": batch_size,
-                       "allow_code_exec": allow_code_exec, "out": str(out),
+                       "allow_code_exec": allow_code_exec, "out": str(out), "chat_template": chat_template,
+                       "fixtures": fixtures,
                        "samples": str(Path(samples).resolve()) if samples else None}, "slayer gate run")
     config = spec.config
-    prepare_items(resolve_gates(config.suite, config.gates), config.files, None, config.limit,
-                  config.allow_code_exec, config.device)  # bad input fails here, with exit code 2
+    prepare_items(resolve_gates(config.suite, config.gates, config.chat_template), config.files, None, config.limit,
+                  config.allow_code_exec, config.device, fixtures=config.fixtures)  # bad input: exit code 2 here
     stop = threading.Event()
     follower = threading.Thread(target=_follow, args=(out / "events.jsonl", stop), daemon=True)
     follower.start()

@@ -27,7 +27,7 @@ from slayer_console.widgets.render import VERDICT_STYLE, delta_label
 SEVERITY = {"FAIL": 5, "WARN": 4, "MISMATCH": 3, "PASS": 2, "NA": 1, "BASE": 0}
 AXIS_LABEL = {"pl_nlu": "PL NLU", "pl_style": "style", "pl_grammar": "gram", "en_knowledge": "EN",
               "reasoning": "reason", "math": "math", "code": "code", "multilingual": "multi",
-              "instruction": "instr", "safety": "safety"}
+              "factuality": "fact", "instruction": "instr", "safety": "safety"}
 SUBJECT_WIDTH = 18
 GATE_WIDTH = 6  # "+12.3✗"
 PAD = 1  # blank cells on each side of a column

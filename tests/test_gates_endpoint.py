@@ -1,0 +1,125 @@
+"""The endpoint backend against a real llama.cpp server on loopback (llama-cpp-python's, serving the tiny model
+as GGUF): the same answers as the in-process llama_cpp backend on the same file, requests in flight at once,
+the server in the fingerprint, chats through the server's template, and a one-line refusal of likelihood gates
+(llama.cpp's servers echo no prompt log-probabilities, or misaligned ones). The likelihood path itself is checked
+against a loopback server that echoes them as vLLM does, computed by the in-process backend."""
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from engine.gates import load_gate, run_gates
+from engine.gates.backend import SubjectSpec
+from engine.gates.endpoint import EndpointSettings, complete_chats
+from engine.jobs import parse_spec
+from engine.runner import run_job
+from gate_fixtures import CountingProxy, Quiet, send, serve, short_gate
+from llama_server import llama_server, tiny_gguf
+
+DATA = Path(__file__).parent / "data" / "gates"
+
+
+@pytest.fixture(scope="module")
+def server():
+    pytest.importorskip("llama_cpp")
+    with llama_server(n_ctx=2048) as url:
+        proxy = CountingProxy(url)
+        try:
+            yield proxy
+        finally:
+            proxy.close()
+
+
+def scored(tmp_path, subject: SubjectSpec, gate: str, file: str, limit: int) -> tuple[dict, list[dict]]:
+    out = tmp_path / subject.name
+    result = run_gates([subject], [load_gate(gate)], out, files={gate: file}, limit=limit, batch_size=4,
+                       samples_path=out / "samples.jsonl")[0]
+    return result, [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+
+
+def test_same_answers_as_the_gguf_in_process(server, tmp_path):
+    server.reset(delay_s=0.05)
+    served = SubjectSpec(name="served", backend="endpoint", endpoint={"url": server.url, "concurrency": 3})
+    local = SubjectSpec(name="local", backend="llama_cpp", file=str(tiny_gguf()))
+    result, answers_served = scored(tmp_path, served, "polish_belebele_regex", str(DATA / "belebele.jsonl"), 6)
+    _, answers_local = scored(tmp_path, local, "polish_belebele_regex", str(DATA / "belebele.jsonl"), 6)
+    assert [a["answers"] for a in answers_served] == [a["answers"] for a in answers_local]
+    assert server.max_in_flight == 3  # the server got the items concurrently
+    assert result["fingerprint"]["backend"] == "endpoint"
+    assert result["fingerprint"]["server_model"] == str(tiny_gguf())  # llama-cpp-python names it by its path
+
+
+class EchoingServer:
+    """/v1/completions with `echo` as vLLM answers it: every prompt token with its log-probability (the first
+    None), then the generated token; computed by the in-process llama_cpp backend on the tiny GGUF."""
+
+    def __init__(self):
+        from engine.gates.gguf_backend import LlamaCppBackend, log_softmax
+
+        backend, lock = LlamaCppBackend(str(tiny_gguf()), "cpu"), threading.Lock()
+
+        def reply(body: dict) -> dict:
+            with lock:
+                ids = backend.encode(body["prompt"], False)
+                backend.llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+                logp = log_softmax(backend._decode(ids, 0, True))
+                following = int(logp[-1].argmax())
+                tokens = [backend.llm.detokenize([t]).decode("utf-8", "ignore") for t in ids + [following]]
+            values = [None] + [float(logp[i - 1, t]) for i, t in enumerate(ids) if i] + [float(logp[-1, following])]
+            return {"choices": [{"text": tokens[-1], "finish_reason": "length",
+                                 "logprobs": {"tokens": tokens, "token_logprobs": values}}],
+                    "usage": {"prompt_tokens": len(ids), "completion_tokens": 1}}
+
+        class Handler(Quiet):
+            def do_GET(self):
+                send(self, 200, json.dumps({"data": [{"id": "tiny-echo", "owned_by": "test"}]}).encode())
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                send(self, 200, json.dumps(reply(body)).encode())
+
+        self.server = serve(Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+
+def test_likelihoods_from_echoed_prompt_logprobs_match_the_gguf_in_process(tmp_path):
+    pytest.importorskip("llama_cpp")
+    echoing = EchoingServer()
+    try:
+        served = SubjectSpec(name="served", backend="endpoint", endpoint={"url": echoing.url, "concurrency": 2})
+        result, lls_served = scored(tmp_path, served, "polish_8tags", str(DATA / "8tags.jsonl"), 4)
+    finally:
+        echoing.server.shutdown()
+    local = SubjectSpec(name="local", backend="llama_cpp", file=str(tiny_gguf()))
+    _, lls_local = scored(tmp_path, local, "polish_8tags", str(DATA / "8tags.jsonl"), 4)
+    pairs = [(x, y) for s, t in zip(lls_served, lls_local) for x, y in zip(s["loglikelihoods"], t["loglikelihoods"])]
+    assert len(pairs) == 32 and max(abs(x - y) for x, y in pairs) < 1e-4  # multi-token choices included
+    assert result["fingerprint"]["server_model"] == "tiny-echo"
+
+
+def test_chat_gates_go_through_the_servers_template_and_the_python_api(server, tmp_path):
+    server.reset()
+    settings = EndpointSettings(url=server.url, concurrency=2)
+    done = complete_chats(settings, [[{"role": "user", "content": "Cześć!"}], [{"role": "user", "content": "Hi"}]],
+                          max_tokens=3)
+    assert [c.finish_reason for c in done] == ["length", "length"] and all(c.prompt_tokens > 0 for c in done)
+    spec = parse_spec({"kind": "gate", "gates": [short_gate("xstest", tmp_path, 8)], "limit": 4,
+                       "subjects": [{"name": "served", "backend": "endpoint", "endpoint": {"url": server.url}}]},
+                      "test")
+    server.reset()
+    assert run_job(spec, tmp_path / "run") == "succeeded"
+    assert len(server.bodies) == 4
+    assert all(b["messages"][-1]["role"] == "user" and b["max_tokens"] == 8 for b in server.bodies)
+
+
+def test_llama_cpp_servers_are_refused_for_likelihood_gates_in_one_line(server, tmp_path):
+    spec = parse_spec({"kind": "gate", "gates": ["polish_psc"], "files": {"polish_psc": str(DATA / "psc.jsonl")},
+                       "limit": 2, "subjects": [{"name": "s", "backend": "endpoint", "endpoint": {"url": server.url}}]},
+                      "test")
+    assert run_job(spec, tmp_path / "run") == "failed"
+    events = [json.loads(line) for line in (tmp_path / "run" / "events.jsonl").read_text().splitlines()]
+    error = events[-1]["error"]
+    assert "does not return prompt log-probabilities" in error and "do not line up" in error and "\n" not in error
+    assert not (tmp_path / "run" / "outputs" / "results").exists()
