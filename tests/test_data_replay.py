@@ -76,12 +76,13 @@ def test_shipped_grid_follows_the_plan_and_overlaps_no_shipped_gate():
     assert {r["length"] for r in rows} == {"short", "medium", "long"}
     assert Counter(r["language"] for r in rows if r["skill"] == "multilingual") == {lang: 10 for lang in LANGUAGES}
     assert all(r["domain"] and len(r["prompt"].split()) >= 4 for r in rows)
-    # Every shipped gate whose test data is here: its own file, or the tests' local copy of its hub split.
+    # Every shipped gate whose test data is here: its shipped fixture, or the tests' local copy of its hub split.
     local = {"polish_psc": DATA / "psc_test.jsonl", "polish_ppc": DATA / "ppc_test.tsv",
              "polish_dyk": DATA / "dyk_test.jsonl", "polish_8tags": DATA / "8tags_test.parquet",
              "polemo2_in": DATA / "polemo2_in_test.json",
              "polish_belebele": DATA.parent / "gates" / "belebele.jsonl"}
-    gates = [n for n in plan(["extended"]) if load_gate(n).dataset.file or n in local]
+    local |= {n: GATES_DIR / load_gate(n).dataset.fixture for n in plan(["extended"]) if load_gate(n).dataset.fixture}
+    gates = [n for n in plan(["extended"]) if n in local]
     assert {"en_chat", "ifeval", "xstest", "polish_psc", "pl_grammar"} <= set(gates)
     index = build_index([f"{g}={local[g]}" if g in local else g for g in gates])
     result = index.check([[r["prompt"]] for r in rows])

@@ -12,7 +12,7 @@ from collections import Counter
 from engine.data.sources import SKILLS
 
 ANCHORS: dict[str, tuple[str, ...]] = {
-    "code": ("code",), "math": ("math",), "reasoning": ("reasoning",), "en_knowledge": ("en_knowledge",),
+    "code": ("code",), "math": ("math",), "reasoning": ("reasoning",), "en_knowledge": ("en_knowledge", "factuality"),
     "multilingual": ("multilingual",), "instruction": ("instruction",), "summarisation": ("instruction",),
     "structured_output": ("instruction",), "safety": ("safety",), "chat": ("instruction",),
 }
