@@ -5,6 +5,9 @@ the server in the fingerprint, chats through the server's template, and a one-li
 against a loopback server that echoes them as vLLM does, computed by the in-process backend."""
 
 import json
+import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -19,6 +22,7 @@ from gate_fixtures import CountingProxy, Quiet, send, serve, short_gate
 from llama_server import llama_server, tiny_gguf
 
 DATA = Path(__file__).parent / "data" / "gates"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -123,3 +127,9 @@ def test_llama_cpp_servers_are_refused_for_likelihood_gates_in_one_line(server, 
     error = events[-1]["error"]
     assert "does not return prompt log-probabilities" in error and "do not line up" in error and "\n" not in error
     assert not (tmp_path / "run" / "outputs" / "results").exists()
+    argv = ["slayer", "gate", "run", "--backend", "endpoint", "--url", server.url, "--model", str(tiny_gguf()),
+            "--gate", f"polish_psc={DATA / 'psc.jsonl'}", "--out", str(tmp_path / "cli")]
+    cli = subprocess.run([sys.executable, "-c", f"import sys; sys.argv = {argv!r}; from slayer_console.cli import "
+                          "main; main()"], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert cli.returncode == 2 and len(cli.stderr.strip().splitlines()) == 1 and "do not line up" in cli.stderr
+    assert not (tmp_path / "cli").exists()

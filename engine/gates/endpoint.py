@@ -182,7 +182,7 @@ class EndpointBackend:
     def _refusal(self, why: str) -> NoPromptLogprobs:
         return NoPromptLogprobs(f"{self.settings.url}: the server ({self.settings.model}) does not return prompt "
                                 f"log-probabilities ({why}); likelihood gates need them: score them with the hf or "
-                                "llama_cpp backend, or serve with vLLM or llama-cpp-python (logits_all)")
+                                "llama_cpp backend, or serve the model with vLLM")
 
     def _loglikelihood(self, context: str, continuation: str, settings: EndpointSettings) -> tuple[float, int]:
         body = {**_body(settings, 1, None, 0.0), "prompt": context + continuation, "echo": True, "logprobs": 1}

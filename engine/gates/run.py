@@ -161,6 +161,19 @@ def prepare_items(gates: list[Gate], files: dict[str, str] | None = None,
     return [load_items(g, gate_file(g, files), limit, fewshot_files.get(g.name), fixtures) for g in gates]
 
 
+def check_endpoints(subjects: list[SubjectSpec], gates: list[Gate]) -> None:
+    """Every endpoint subject's server is there with its model, and returns prompt log-probabilities when a gate
+    scores likelihoods: else one line (SpecError), before any model is loaded or result written."""
+    from engine.gates.endpoint import EndpointBackend
+
+    likelihood = any(get_scorer(g.scorer, str(g.source)).likelihood for g in gates)
+    for spec in subjects:
+        if spec.backend == "endpoint":
+            backend = EndpointBackend(spec.endpoint)
+            if likelihood:
+                backend.check_likelihood()
+
+
 def run_gates(subjects: list[SubjectSpec], gates: list[Gate], out_dir: str | os.PathLike, *,
               files: dict[str, str] | None = None, fewshot_files: dict[str, str] | None = None, limit: int = 0,
               device: str = "cpu", batch_size: int = 8, allow_code_exec: bool = False,
@@ -178,6 +191,7 @@ def run_gates(subjects: list[SubjectSpec], gates: list[Gate], out_dir: str | os.
     """
     judge = judge or judge_from_env()
     loaded = prepare_items(gates, files, fewshot_files, limit, allow_code_exec, device, judge, fixtures)
+    check_endpoints(subjects, gates)
     pairwise = [i.gate.name for i in loaded if get_scorer(i.gate.scorer).pairwise]
     if pairwise:
         subjects = base_first(subjects, pairwise)
@@ -186,8 +200,6 @@ def run_gates(subjects: list[SubjectSpec], gates: list[Gate], out_dir: str | os.
         subject = spec.subject()
         backend = open_backend(spec, device)
         try:
-            if hasattr(backend, "check_likelihood") and any(get_scorer(i.gate.scorer).likelihood for i in loaded):
-                backend.check_likelihood()  # refuse before any gate is scored
             for items in loaded:
                 label = f"{spec.name} · {items.gate.name}"
                 report = (lambda done, total, label=label: progress(done, total, label)) if progress else \

@@ -111,7 +111,7 @@ def _follow(events: Path, stop: threading.Event) -> None:
 def run_gate(model, adapter, scale, backend, url, concurrency, dtype, gate_values, suite, limit, device, batch_size,
              allow_code_exec, chat_template, fixtures, samples, out_dir, experiment, name, kind) -> None:
     """Score one subject on gates; writes DIR/results/gate_<name>.json."""
-    from engine.gates.run import prepare_items, resolve_gates
+    from engine.gates.run import check_endpoints, prepare_items, resolve_gates
     from engine.jobs import parse_spec
     from engine.runner import run_job
     from remotes.local import new_run_id
@@ -137,8 +137,10 @@ def run_gate(model, adapter, scale, backend, url, concurrency, dtype, gate_value
                        "fixtures": fixtures,
                        "samples": str(Path(samples).resolve()) if samples else None}, "slayer gate run")
     config = spec.config
-    prepare_items(resolve_gates(config.suite, config.gates, config.chat_template), config.files, None, config.limit,
-                  config.allow_code_exec, config.device, fixtures=config.fixtures)  # bad input: exit code 2 here
+    gates = resolve_gates(config.suite, config.gates, config.chat_template)
+    prepare_items(gates, config.files, None, config.limit, config.allow_code_exec, config.device,
+                  fixtures=config.fixtures)  # bad input: exit code 2 here
+    check_endpoints(config.subjects, gates)
     stop = threading.Event()
     follower = threading.Thread(target=_follow, args=(out / "events.jsonl", stop), daemon=True)
     follower.start()
