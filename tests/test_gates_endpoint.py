@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from engine.gates import load_gate, run_gates
+from engine.gates import run_gates
 from engine.gates.backend import SubjectSpec
 from engine.gates.endpoint import EndpointSettings, complete_chats
+from engine.gates.run import resolve_gates
+from engine.gates.spec import GATES_DIR
 from engine.jobs import parse_spec
 from engine.runner import run_job
 from gate_fixtures import CountingProxy, Quiet, send, serve, short_gate
@@ -36,10 +38,11 @@ def server():
             proxy.close()
 
 
-def scored(tmp_path, subject: SubjectSpec, gate: str, file: str, limit: int) -> tuple[dict, list[dict]]:
+def scored(tmp_path, subject: SubjectSpec, gate: str, file: str, limit: int,
+           chat_template: bool | None = None) -> tuple[dict, list[dict]]:
     out = tmp_path / subject.name
-    result = run_gates([subject], [load_gate(gate)], out, files={gate: file}, limit=limit, batch_size=4,
-                       samples_path=out / "samples.jsonl")[0]
+    result = run_gates([subject], resolve_gates(None, [gate], chat_template), out, files={gate: file}, limit=limit,
+                       batch_size=4, samples_path=out / "samples.jsonl")[0]
     return result, [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
 
 
@@ -57,23 +60,32 @@ def test_same_answers_as_the_gguf_in_process(server, tmp_path):
 
 class EchoingServer:
     """/v1/completions with `echo` as vLLM answers it: every prompt token with its log-probability (the first
-    None), then the generated token; computed by the in-process llama_cpp backend on the tiny GGUF."""
+    None) and its character offset, then the generated token; computed by the in-process llama_cpp backend on the
+    tiny GGUF (offsets from the HF tokenizer, which tokenises identically)."""
 
     def __init__(self):
+        from transformers import AutoTokenizer
+
         from engine.gates.gguf_backend import LlamaCppBackend, log_softmax
+        from engine.tiny.build import tiny_model_dir
 
         backend, lock = LlamaCppBackend(str(tiny_gguf()), "cpu"), threading.Lock()
+        hf = AutoTokenizer.from_pretrained(tiny_model_dir("qwen3", 0))
 
         def reply(body: dict) -> dict:
+            prompt = body["prompt"]
             with lock:
-                ids = backend.encode(body["prompt"], False)
+                ids = backend.encode(prompt, False)
                 backend.llm._ctx.kv_cache_seq_rm(-1, 0, -1)
                 logp = log_softmax(backend._decode(ids, 0, True))
                 following = int(logp[-1].argmax())
                 tokens = [backend.llm.detokenize([t]).decode("utf-8", "ignore") for t in ids + [following]]
+            enc = hf(prompt, add_special_tokens=False, return_offsets_mapping=True)
+            assert enc["input_ids"] == ids
             values = [None] + [float(logp[i - 1, t]) for i, t in enumerate(ids) if i] + [float(logp[-1, following])]
-            return {"choices": [{"text": tokens[-1], "finish_reason": "length",
-                                 "logprobs": {"tokens": tokens, "token_logprobs": values}}],
+            offsets = [start for start, _ in enc["offset_mapping"]] + [len(prompt)]
+            return {"choices": [{"text": prompt + tokens[-1], "finish_reason": "length",
+                                 "logprobs": {"tokens": tokens, "token_logprobs": values, "text_offset": offsets}}],
                     "usage": {"prompt_tokens": len(ids), "completion_tokens": 1}}
 
         class Handler(Quiet):
@@ -88,18 +100,22 @@ class EchoingServer:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
 
 
-def test_likelihoods_from_echoed_prompt_logprobs_match_the_gguf_in_process(tmp_path):
+@pytest.mark.parametrize("gate, file, limit, choices", [
+    ("polish_8tags", DATA / "8tags.jsonl", 4, 32),  # multi-token choices
+    ("style_pref", GATES_DIR / "data" / "style_pairs_pl.jsonl", 3, 6),  # whole Polish sentences: ą, ł, ż, …
+])
+def test_likelihoods_from_echoed_prompt_logprobs_match_the_gguf_in_process(tmp_path, gate, file, limit, choices):
     pytest.importorskip("llama_cpp")
     echoing = EchoingServer()
     try:
         served = SubjectSpec(name="served", backend="endpoint", endpoint={"url": echoing.url, "concurrency": 2})
-        result, lls_served = scored(tmp_path, served, "polish_8tags", str(DATA / "8tags.jsonl"), 4)
+        result, lls_served = scored(tmp_path, served, gate, str(file), limit, chat_template=False)
     finally:
         echoing.server.shutdown()
     local = SubjectSpec(name="local", backend="llama_cpp", file=str(tiny_gguf()))
-    _, lls_local = scored(tmp_path, local, "polish_8tags", str(DATA / "8tags.jsonl"), 4)
+    _, lls_local = scored(tmp_path, local, gate, str(file), limit, chat_template=False)
     pairs = [(x, y) for s, t in zip(lls_served, lls_local) for x, y in zip(s["loglikelihoods"], t["loglikelihoods"])]
-    assert len(pairs) == 32 and max(abs(x - y) for x, y in pairs) < 1e-4  # multi-token choices included
+    assert len(pairs) == choices and max(abs(x - y) for x, y in pairs) < 1e-4
     assert result["fingerprint"]["server_model"] == "tiny-echo"
 
 

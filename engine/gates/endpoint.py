@@ -16,8 +16,9 @@ come back in input order, `on_done(count)` reports progress, transient errors ar
 
 As a gate backend: generation and judged gates send their prompts as above; likelihood gates ask
 /completions for the prompt's log-probabilities (`echo` + `logprobs` + one generated token, what lm-eval's
-completions models use; vLLM answers it) and sum those of the continuation's tokens: the prompt's last
-tokens, as many as it takes to spell the continuation. A server that does not return them, or returns
+completions models use; vLLM answers it) and sum those of the continuation's tokens: those whose
+`text_offset` is at or after the context's end (without offsets: the prompt's last tokens, as many as it
+takes to spell the continuation, which undercounts characters split over byte tokens). A server that does not return them, or returns
 them misaligned, is refused in one line before any gate is scored: llama-server ("Only no echo is
 supported"), and llama-cpp-python's server (it echoes one value short, each shifted by a position; its
 `logits_all = false` refuses logprobs outright). Results carry the backend and the server's model id in
@@ -201,11 +202,16 @@ class EndpointBackend:
             raise self._refusal(f"{len(values)} echoed log-probabilities for {expected} tokens do not line up "
                                 "with the prompt")
         prompt_tokens, prompt_values = tokens[:len(tokens) - generated], values[:len(values) - generated]
-        count = covered = 0  # the continuation's tokens: the prompt's last ones, as many as spell it
-        while covered < len(continuation) and count < len(prompt_tokens) - 1:
-            count += 1
-            covered += len(prompt_tokens[-count])
-        picked = prompt_values[len(prompt_values) - count:]
+        offsets = (logprobs.get("text_offset") or [])[:len(prompt_tokens)]
+        if len(offsets) == len(prompt_tokens) and offsets[0] == 0 and offsets == sorted(offsets) \
+                and offsets[-1] < len(context) + len(continuation):
+            picked = [v for o, v in zip(offsets, prompt_values) if o >= len(context)]  # tokens from the context's end
+        else:  # no usable offsets: the prompt's last tokens, as many as spell the continuation
+            count = covered = 0
+            while covered < len(continuation) and count < len(prompt_tokens) - 1:
+                count += 1
+                covered += len(prompt_tokens[-count])
+            picked = prompt_values[len(prompt_values) - count:]
         if not picked or any(v is None for v in picked):
             raise self._refusal("the echoed log-probabilities do not cover the continuation")
         return float(sum(picked)), len(prompt_tokens)
