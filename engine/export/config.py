@@ -19,7 +19,12 @@ class ExportConfig(JobConfig):
     file_stem: str | None = Field(None, description="GGUF file names start with this (default: the model folder)")
     converter: str | None = Field(None, description="a llama.cpp checkout; default: the converters of the "
                                                     "installed llama-cpp-python's sdist, fetched once and cached")
-    converter_args: list[str] = Field(default_factory=list, description="extra convert_hf_to_gguf.py arguments")
+    converter_args: list[str] = Field(default_factory=list, description="extra convert_hf_to_gguf.py arguments "
+                                                                        "(MTP is handled without any)")
+    pre_tokenizer: str | None = Field(
+        None, description="llama.cpp pre-tokenizer (e.g. qwen35) for a BPE tokenizer whose hash the converter does "
+                          "not know; default: the one the model folder declares (model.tiny's published layout "
+                          "declares qwen35). verify's tokenizer_match shows whether it tokenizes as HF does")
     outtype: Literal["f16", "bf16", "f32"] = Field("f16", description="the converted file, and the quants' source")
     quants: list[Literal[QUANT_TYPES]] = Field(default_factory=lambda: ["Q8_0", "Q4_K_M"],
                                                description="llama.cpp quantisations made from the converted file")

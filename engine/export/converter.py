@@ -7,6 +7,7 @@ $SLAYER_HOME/cache (else ~/.cache/slayer). Only the converters, `conversion/` an
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -97,14 +98,49 @@ def _tail(text: str, lines: int = 3) -> str:
     return " | ".join(line.strip() for line in text.strip().splitlines()[-lines:]) or "no output"
 
 
-def run_converter(llama_cpp: Path, script: str, args: list[str], log_file: Path) -> None:
-    """Run one of llama.cpp's converter scripts with its own gguf-py first on the path; output to `log_file`."""
+# Runs a converter script with llama.cpp's BPE pre-tokenizer lookup extended: a tokenizer whose hash it does
+# not know (a retrained Qwen-style BPE) gets the named known pre-tokenizer, and the fallback is noted in a file.
+PRE_TOKENIZER_SHIM = """
+import json, os, runpy, sys
+script, pre, note = sys.argv[1:4]
+sys.argv = [script, *sys.argv[4:]]
+sys.path.insert(0, os.path.dirname(script))
+from conversion.base import TextModel
+by_hash = TextModel.get_vocab_base_pre
+def get_vocab_base_pre(self, tokenizer):
+    try:
+        return by_hash(self, tokenizer)
+    except NotImplementedError:
+        with open(note, "w") as f:
+            json.dump({"pre_tokenizer": pre, "hash_recognised": False}, f)
+        return pre
+TextModel.get_vocab_base_pre = get_vocab_base_pre
+runpy.run_path(script, run_name="__main__")
+"""
+
+
+def run_converter(llama_cpp: Path, script: str, args: list[str], log_file: Path,
+                  pre_tokenizer: str | None = None) -> dict | None:
+    """Run one of llama.cpp's converter scripts with its own gguf-py first on the path; output to `log_file`.
+
+    With `pre_tokenizer`, a BPE tokenizer whose hash the converter does not recognise is converted with that
+    known pre-tokenizer; returns {"pre_tokenizer": …, "hash_recognised": False} when that happened.
+    """
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(llama_cpp / "gguf-py"), env.get("PYTHONPATH")) if p)
     log_file.parent.mkdir(parents=True, exist_ok=True)
+    note = log_file.with_name(log_file.name + ".pre.json")
+    note.unlink(missing_ok=True)
+    command = [sys.executable, str(llama_cpp / script), *args]
+    if pre_tokenizer:
+        command = [sys.executable, "-c", PRE_TOKENIZER_SHIM, str(llama_cpp / script), pre_tokenizer, str(note), *args]
     with open(log_file, "w", encoding="utf-8") as out:
-        done = subprocess.run([sys.executable, str(llama_cpp / script), *args], stdout=out, stderr=subprocess.STDOUT,
-                              env=env)
+        done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"{script} failed (exit {done.returncode}): "
                            f"{_tail(log_file.read_text(encoding='utf-8', errors='replace'))}")
+    if not note.is_file():
+        return None
+    fallback = json.loads(note.read_text(encoding="utf-8"))
+    note.unlink()
+    return fallback

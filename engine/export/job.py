@@ -28,7 +28,10 @@ device = "cpu"                        # where the HF reference runs (cuda on a G
 threads = 0                           # llama.cpp threads (0: its default)
 lora_gguf = false                     # also write the adapter as a llama.cpp LoRA GGUF (plain LoRA only, not DoRA)
 # converter = "/opt/llama.cpp"        # a llama.cpp checkout; default: the llama-cpp-python sdist copy (cached)
-# converter_args = ["--no-mtp"]       # extra convert_hf_to_gguf.py arguments
+# converter_args = []                 # extra convert_hf_to_gguf.py arguments (MTP needs none: a checkpoint's
+                                      # MTP head goes into the GGUF as its NextN block, --no-mtp when it has none)
+# pre_tokenizer = "qwen35"            # for a BPE tokenizer llama.cpp does not know by hash (default: declared
+                                      # by the model folder); tokenizer_match in verify.json checks it
 # probes = "my_probes.txt"            # one probe per line (default: assets/export/probes.txt)
 
 # [merge]                             # a TIES / DARE merge instead of a plain scale
@@ -77,6 +80,7 @@ def run_export(config: ExportConfig, ctx) -> None:
     from engine.export.converter import HF_SCRIPT, converter_dir, run_converter
     from engine.export.lora import check_lora_exportable, export_lora
     from engine.export.quantize import quantize
+    from engine.export.source import conversion_plan
     from engine.export.verify import fidelity, hf_reference, read_probes
     from engine.gates.backend import check_device
     from engine.gates.run import write_json
@@ -98,11 +102,18 @@ def run_export(config: ExportConfig, ctx) -> None:
         ["verify"] * config.verify
     done = iter(range(1, len(steps) + 1))
 
-    def convert(model_dir: Path, target: Path) -> Path:
+    def convert(model_dir: Path, target: Path) -> tuple[Path, dict]:
+        """The converted file and how: MTP and pre-tokenizer decisions (engine.export.source)."""
         tmp = target.with_name(target.name + ".tmp")
-        run_converter(llama_dir, HF_SCRIPT, [str(model_dir), "--outtype", config.outtype, "--outfile", str(tmp),
-                                             *config.converter_args], target.with_suffix(".log"))
-        return tmp.replace(target)
+        extra, how = conversion_plan(model_dir, config.converter_args, config.pre_tokenizer)
+        # None when the converter recognised the tokenizer itself (by its hash, or it is not BPE)
+        how["pre_tokenizer"] = run_converter(
+            llama_dir, HF_SCRIPT, [str(model_dir), "--outtype", config.outtype, "--outfile", str(tmp),
+                                   *config.converter_args, *extra], target.with_suffix(".log"), how["pre_tokenizer"])
+        if how["pre_tokenizer"]:
+            ctx.log(f"{target.name}: llama.cpp's converter does not know this tokenizer's hash; converted with the "
+                    f"declared pre-tokenizer {how['pre_tokenizer']['pre_tokenizer']!r} (tokenizer_match checks it)")
+        return tmp.replace(target), how
 
     source = base
     if config.adapter:
@@ -120,7 +131,8 @@ def run_export(config: ExportConfig, ctx) -> None:
 
     files = [quant_file(outtype)]
     with _timed(timings, "convert_s"):
-        convert(source, files[0].path)
+        _, conversion = convert(source, files[0].path)
+    files[0].extra["conversion"] = conversion
     ctx.progress(next(done), len(steps), "steps", f"converted to {config.outtype}")
     for quant in config.quants:
         files.append(quant_file(quant))
@@ -129,7 +141,7 @@ def run_export(config: ExportConfig, ctx) -> None:
         ctx.progress(next(done), len(steps), "steps", f"quantised {quant}")
     if config.lora_gguf:
         # llama.cpp applies the adapter at load time, so it is checked on a GGUF of the unmerged base
-        base_file = convert(base, out / f"{base.name}-base-{outtype}.gguf")
+        base_file, _ = convert(base, out / f"{base.name}-base-{outtype}.gguf")
         base_recipe = {"model": config.model, "adapter": None, "scale": 1.0, "merge": None, "format": "hf",
                        "file": None}
         files.append(_File(base_file, outtype, "gguf", base, _gguf_subject(f"{base.name} {outtype}", "base", base_file),
@@ -154,7 +166,7 @@ def run_export(config: ExportConfig, ctx) -> None:
     report = {"reference": str(source), "probes": {"file": config.probes or "assets/export/probes.txt",
                                                    "sha256": probes_sha, "count": len(texts),
                                                    "max_tokens": config.probe_tokens},
-              "timings_s": timings, "files": []}
+              "conversion": conversion, "timings_s": timings, "files": []}
     for f in files:
         entry = {"file": f.path.name, "quant": f.quant, "bytes": f.path.stat().st_size, "reference": str(f.reference),
                  "subject": f.subject["id"] if f.subject else None, **f.extra, **checks.get(f.path, {})}

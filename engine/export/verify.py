@@ -42,20 +42,16 @@ class Reference:
 
 
 def hf_reference(model_dir: str | os.PathLike, texts: list[str], max_tokens: int, device: str = "cpu") -> Reference:
-    """Run the HF model (float32) over each probe, truncated to `max_tokens` tokens."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """The HF model's logits on each probe, truncated to `max_tokens` tokens: float32 arithmetic, but the
+    weights are streamed from the checkpoint a block at a time (engine.export.layered), so neither a float32
+    model nor a whole bf16 one is ever in memory."""
+    from transformers import AutoTokenizer
+
+    from engine.export.layered import probe_logits
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(device).eval()
     ids = [tokenizer.encode(t, add_special_tokens=False)[:max_tokens] for t in texts]
-    logits = []
-    with torch.inference_mode():
-        for row in ids:
-            out = model(input_ids=torch.tensor([row], device=device)).logits[0]
-            logits.append(out.float().cpu().numpy())
-    del model
-    return Reference(texts, ids, logits)
+    return Reference(texts, ids, probe_logits(model_dir, ids, device))
 
 
 @contextmanager

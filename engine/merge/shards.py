@@ -120,3 +120,21 @@ def rewrite_shard(src: str | os.PathLike, dst: str | os.PathLike,
             replaced += 1
     return replaced
 
+
+
+class CheckpointReader:
+    """Single tensors of a safetensors checkpoint by stored name, read with plain file reads (nothing mapped,
+    so nothing stays resident after the caller drops the tensor)."""
+
+    def __init__(self, model_dir: str | os.PathLike):
+        self.entries: dict[str, tuple[Path, int, dict]] = {}
+        for shard in shard_files(model_dir):
+            raw, header = read_header(shard)
+            for name, info in header.items():
+                if name != "__metadata__":
+                    self.entries[name] = (shard, len(raw), info)
+
+    def read(self, name: str) -> "torch.Tensor":
+        shard, start, info = self.entries[name]
+        with open(shard, "rb") as f:
+            return _read_tensor(f, start, info, name)

@@ -18,8 +18,9 @@ from typing import Callable
 
 from engine.errors import SpecError
 from engine.merge.adapter import Adapter
+from engine.merge.layout import checkpoint_layout
 from engine.merge.methods import METHODS, merged_weight
-from engine.merge.shards import local_model_dir, rewrite_shard, shard_files, tensor_names
+from engine.merge.shards import local_model_dir, rewrite_shard, shard_files
 
 RECIPE_FILE = "slayer_merge.json"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".msgpack", ".h5")
@@ -30,7 +31,9 @@ def merge_model(base_dir: str | os.PathLike, adapter: Adapter, out_dir: str | os
                 on_shard: Callable[[int, int, str], None] | None = None) -> Path:
     """Write base + λ·combine(τ) to `out_dir` (HF format, same shard layout as the base); returns its path.
 
-    `base_dir` is a local HF directory or a Hugging Face id already in the local cache.
+    `base_dir` is a local HF directory or a Hugging Face id already in the local cache. Adapter weight names
+    are matched to the base's through engine.merge.layout, so a published-layout base (text weights under
+    `model.language_model.`) keeps its names, index, dtype and untouched vision tower and MTP head.
     `method` names an entry of engine.merge.methods.METHODS; `scale` is λ. Written into a temporary sibling
     and renamed, so `out_dir` is never half-written.
     """
@@ -38,11 +41,10 @@ def merge_model(base_dir: str | os.PathLike, adapter: Adapter, out_dir: str | os
         raise SpecError(f"unknown merge method {method!r} (known: {', '.join(METHODS)})")
     base_dir, out = local_model_dir(base_dir), Path(out_dir)
     shards = shard_files(base_dir)
-    names = {name for shard in shards for name in tensor_names(shard)}
-    missing = sorted(set(adapter.updates) - names)
-    if missing:
-        raise SpecError(f"{adapter.path}: the adapter changes {missing[0]!r}, which {base_dir} does not have "
-                        f"({len(missing)} such weights): was it trained on this base?")
+    stored = checkpoint_layout(base_dir).resolve(adapter.updates, f"{adapter.path}: the adapter changes")
+    # stored name → (adapter's name, update); DARE seeds its mask with the adapter's name, so a merge draws
+    # the same mask whichever layout its base is stored in
+    updates = {stored[name]: (name, update) for name, update in adapter.updates.items()}
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
@@ -52,7 +54,8 @@ def merge_model(base_dir: str | os.PathLike, adapter: Adapter, out_dir: str | os
         changed = 0
         for i, shard in enumerate(shards):
             changed += rewrite_shard(shard, tmp / shard.name,
-                                     lambda name, read: _merged(read, name, adapter, method, scale, density, seed))
+                                     lambda name, read: _merged(read, *updates.get(name, (name, None)), adapter,
+                                                                method, scale, density, seed))
             if on_shard:
                 on_shard(i + 1, len(shards), shard.name)
         recipe = {"base": str(base_dir), "adapter": str(adapter.path), "method": method, "scale": scale,
@@ -84,8 +87,7 @@ def _trim_heap() -> None:
         libc.malloc_trim(0)
 
 
-def _merged(read, name: str, adapter: Adapter, method: str, scale: float, density: float, seed: int):
-    update = adapter.updates.get(name)
+def _merged(read, name: str, update, adapter: Adapter, method: str, scale: float, density: float, seed: int):
     if update is None:
         return None
     _trim_heap()

@@ -14,6 +14,12 @@ class TinyModelConfig(JobConfig):
 
     arch: Literal["qwen3", "qwen3_5"] = Field(
         "qwen3", description="architecture: qwen3 (full attention) or qwen3_5 (linear + full attention layers)")
+    layout: Literal["causal_lm", "published"] = Field(
+        "causal_lm", description="causal_lm: a text-only *ForCausalLM with a SentencePiece tokenizer; published "
+                                 "(qwen3_5 only): the structure of the released Qwen3.5 checkpoints — "
+                                 "Qwen3_5ForConditionalGeneration with a small vision tower and an MTP head, "
+                                 "sharded bfloat16 safetensors, Qwen3.5's byte-level BPE tokenizer and chat template")
+    shards: int = Field(4, ge=1, description="published layout: split the weights into about this many shards")
     seed: int = Field(0, description="seed of the random weights (same seed and config give the same model)")
     vocab_size: int = Field(
         1024, ge=320, le=32000,
@@ -30,6 +36,13 @@ class TinyModelConfig(JobConfig):
     corpus: str | None = Field(
         None, description="extra tokenizer training text: a .txt file or a folder of .txt files (added to the "
                           "packaged Polish + English corpus)")
+
+    @field_validator("layout")
+    @classmethod
+    def _published_is_qwen3_5(cls, v: str, info):
+        if v == "published" and info.data.get("arch") != "qwen3_5":
+            raise ValueError('layout = "published" is the released Qwen3.5 structure: it needs arch = "qwen3_5"')
+        return v
 
     @field_validator("num_kv_heads")
     @classmethod

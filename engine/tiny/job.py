@@ -15,6 +15,9 @@ kind = "model.tiny"
 name = "tiny-qwen3"
 
 arch = "qwen3"                  # "qwen3" (full attention) or "qwen3_5" (linear + full attention layers)
+layout = "causal_lm"            # "causal_lm" (text-only, SentencePiece), or with arch = "qwen3_5" "published": the
+                                # released Qwen3.5 structure (vision tower, MTP head, bf16 shards, Qwen's BPE)
+# shards = 4                    # published layout: about this many safetensors shards (plus the index)
 seed = 0                        # seed of the random weights: same seed and sizes give the same model
 vocab_size = 1024               # SentencePiece BPE pieces (256 of them are byte-fallback pieces)
 hidden_size = 64                # width of the residual stream
@@ -39,6 +42,6 @@ def run_tiny(config: TinyModelConfig, ctx) -> None:
 
     out = build_tiny_model(ctx.outputs / "model", on_step=on_step, **config.model_dump())
     recipe = json.loads((out / RECIPE_FILE).read_text(encoding="utf-8"))
-    ctx.log(f"built a {config.arch} model with {recipe['parameters']} parameters and a {config.vocab_size}-piece "
+    ctx.log(f"built a {config.arch} ({config.layout} layout) model with {recipe['parameters']} parameters and a {config.vocab_size}-piece "
             f"tokenizer at {out}")
-    ctx.artifact(out, "model", arch=config.arch)
+    ctx.artifact(out, "model", arch=config.arch, layout=config.layout)

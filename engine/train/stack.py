@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 from engine.errors import SpecError
@@ -59,24 +58,19 @@ def check_stack(kind: str, base_adapter: str, base_model: str, source: str) -> d
 
 
 def build_stack_base(base_adapter: str, meta: dict, out_dir: Path) -> Path:
-    """Merge the base adapter into the model it was trained on; written whole (temp folder, then rename).
+    """Merge the base adapter into the model it was trained on, streamed shard by shard (engine.merge.stream).
 
-    Reused when it already exists (a resumed run). Merged in float32 on CPU, so 4-bit training later
-    quantises the merged weights rather than merging into already-quantised ones.
+    Each weight is merged in float32 and stored back in the checkpoint's dtype, one tensor at a time, so
+    neither a float32 model nor a second copy of the base is ever in memory; the result keeps the base's
+    layout (a published Qwen3.5 checkpoint stays one, vision tower and MTP head untouched). 4-bit training
+    later quantises the merged weights rather than merging into already-quantised ones. Reused when it
+    already exists (a resumed run); written whole (temp folder, then rename).
     """
     if (out_dir / META_FILE).is_file():
         return out_dir
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from engine.merge.adapter import load_adapter
+    from engine.merge.stream import merge_model
 
-    model = AutoModelForCausalLM.from_pretrained(meta["model"], dtype=torch.float32)
-    merged = PeftModel.from_pretrained(model, base_adapter).merge_and_unload()
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    merged.save_pretrained(tmp)
-    AutoTokenizer.from_pretrained(meta["model"]).save_pretrained(tmp)
-    write_meta(tmp, {**meta, "merged_adapter": str(Path(base_adapter).resolve())})
-    shutil.rmtree(out_dir, ignore_errors=True)
-    os.replace(tmp, out_dir)
-    return out_dir
+    merged = merge_model(meta["model"], load_adapter(base_adapter), out_dir)
+    write_meta(merged, {**meta, "merged_adapter": str(Path(base_adapter).resolve())})
+    return merged
