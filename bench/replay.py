@@ -8,7 +8,7 @@ and through an OpenAI-compatible llama.cpp server with parallel slots, in the sa
 The server: llama.cpp's `llama-server` (PATH or --llama-server) started on loopback with `--parallel N`
 and continuous batching, serving the tiny model as an f16 GGUF (tests/llama_server.py converts it); without
 the binary, llama-cpp-python's server (one request at a time) stands in and the table says so. Each server
-run starts with an empty reply cache. Kept = answers written after the empty/truncation/boilerplate/guard
+run sends every prompt (no reply cache). Kept = answers written after the empty/truncation/boilerplate/guard
 checks; a random tiny model rarely stops by itself, so most of its answers hit the limit.
 """
 
@@ -70,8 +70,7 @@ def main() -> None:
         label = f"llama-server --parallel {args.parallel}" if args.llama_server else "llama_cpp.server (1 slot)"
         with server as url:
             results.append(run(model, str(prompts), quotas, tmp, label, max_new_tokens=args.max_new_tokens,
-                               endpoint=url, served_model="tiny", concurrency=args.parallel,
-                               cache_dir=str(tmp / "cache")))
+                               endpoint={"url": url, "concurrency": args.parallel}))
     for r in results:
         print(json.dumps(r))
     print(f"server / hf prompts/s: {results[1]['prompts_per_s'] / results[0]['prompts_per_s']:.2f}x")

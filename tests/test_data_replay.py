@@ -165,6 +165,9 @@ class ScriptedChat:
         chat = self
 
         class Handler(Quiet):
+            def do_GET(self):  # /v1/models
+                send(self, 200, json.dumps({"data": [{"id": "qwen3.5-27b", "owned_by": "test"}]}).encode())
+
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
                 chat.bodies.append(body)
@@ -183,8 +186,8 @@ def test_endpoint_self_replay_sends_thinking_off_and_drops_cut_and_closed_model_
     prompts = write_jsonl(tmp_path / "p.jsonl", [{"prompt": f"{w} please, item {i}.", "skill": "chat"}
                                                  for i, w in enumerate(ScriptedChat.REPLIES)])
     spec = {"kind": "data.replay", "quotas": {"chat": 4}, "guard_against": [PSC_TEST], "gated": ["ifeval"],
-            "self_replay": {"model": "qwen3.5-27b", "prompts": prompts, "licence": "apache-2.0",
-                            "endpoint": chat.url, "max_new_tokens": 64, "cache_dir": str(tmp_path / "cache")}}
+            "self_replay": {"model": "Qwen/Qwen3.5-27B", "prompts": prompts, "licence": "apache-2.0",
+                            "endpoint": {"url": chat.url}, "max_new_tokens": 64}}
     try:
         report = build_replay(parse_spec(spec, "test").config, tmp_path / "r.jsonl", tmp_path / "r.json")
     finally:
@@ -205,8 +208,8 @@ def test_endpoint_self_replay_through_a_real_llama_server(tmp_path):
 
     with llama_server() as url:
         spec = {"kind": "data.replay", "quotas": {"math": 3, "chat": 2}, "guard_against": [PSC_TEST],
-                "self_replay": {"model": "tiny", "licence": "apache-2.0", "endpoint": url, "max_new_tokens": 8,
-                                "concurrency": 4, "cache_dir": str(tmp_path / "cache")}}
+                "self_replay": {"model": "tiny", "licence": "apache-2.0", "max_new_tokens": 8,
+                                "endpoint": {"url": url, "concurrency": 4}}}
         report = build_replay(parse_spec(spec, "test").config, tmp_path / "r.jsonl", tmp_path / "r.json")
     sr = report["self_replay"]
     assert sr["prompts"] == 5 and sr["kept"] + sum(sr["dropped"].values()) + report["boilerplate"]["dropped"] == 5

@@ -8,7 +8,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Literal
 
 from pydantic import Field
 
@@ -82,15 +82,15 @@ class TeacherClient(JudgeClient):
             self.last_error = str(e)
             return _FAILED
 
-    def ask(self, bodies: list[dict], on_done: Callable[[int], None] = lambda done: None) -> list[Reply]:
-        """One reply per body, in order; identical bodies are sent once (`on_done` counts those)."""
+    def ask(self, bodies: list[dict]) -> list[Reply]:
+        """One reply per body, in order; identical bodies are sent once."""
         keys = [request_key(b) for b in bodies]
         first: dict[str, dict] = {}
         for key, body in zip(keys, bodies):
             first.setdefault(key, body)
         unique = list(first)
         fresh = {k for k in unique if not self._path(k).is_file()}
-        contents = dict(zip(unique, self.complete_all([first[k] for k in unique], on_done)))
+        contents = dict(zip(unique, self.complete_all([first[k] for k in unique])))
         replies = {}
         for key in unique:
             if contents[key] is _FAILED:

@@ -134,12 +134,15 @@ model = "Qwen/Qwen3-0.6B"         # the base model being adapted (HF id or local
 # prompts = "my_prompts.jsonl"    # rows: {"prompt": ..., "skill": ...}; default: the shipped grid
 licence = "apache-2.0"            # licence of the base model's outputs
 device = "cpu"                    # cuda on a GPU box
-max_new_tokens = 512              # answers that reach it are dropped as unfinished
+max_new_tokens = 512
+drop_unfinished = true            # answers that reach max_new_tokens are dropped (counted in the report)
 batch_size = 8
 chat_template = true              # thinking off (enable_thinking = false)
-# endpoint = "http://127.0.0.1:8000/v1"   # vLLM / llama-server serving the base: much faster than hf generate
-# served_model = "qwen3.5-27b"    # the id the server knows (default: model)
-# concurrency = 8
+
+# [self_replay.endpoint]          # vLLM / llama-server serving the base: much faster than hf generate
+# url = "http://127.0.0.1:8000/v1"
+# model = "qwen3.5-27b"           # the id the server knows (default: the first it lists)
+# concurrency = 8                 # requests in flight (the server batches them)
 
 [[sources]]
 name = "dolly-15k"

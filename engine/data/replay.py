@@ -26,6 +26,7 @@ from engine.data.open_sets import load_source
 from engine.data.sources import GRID, SKILLS, SourceSpec, boilerplate, check_source
 from engine.datafiles import read_rows
 from engine.errors import SpecError
+from engine.gates.endpoint import EndpointSettings
 from engine.jobs import JobConfig
 
 SELF = "self-replay"
@@ -51,11 +52,9 @@ class SelfReplaySpec(JobConfig):
                                                     "that never stops")
     batch_size: int = Field(8, ge=1, description="hf backend")
     chat_template: bool = Field(True, description="wrap each prompt in the chat template (thinking off)")
-    endpoint: str | None = Field(None, description="base URL (…/v1) of an OpenAI-compatible server (vLLM, "
-                                                   "llama-server) serving the base; unset: hf generate")
-    served_model: str | None = Field(None, description="the model id the endpoint serves (default: `model`)")
-    concurrency: int = Field(8, ge=1, description="endpoint requests in flight")
-    cache_dir: str | None = Field(None, description="endpoint reply cache (default: $SLAYER_HOME/cache/replay)")
+    endpoint: EndpointSettings | None = Field(
+        None, description="an OpenAI-compatible server (vLLM, llama-server) serving the base: url, model, "
+                          "concurrency, chat_template_kwargs (thinking off by default); unset: hf generate")
 
 
 class ReplayConfig(GuardedConfig):
@@ -122,34 +121,23 @@ def _generate_hf(spec: SelfReplaySpec, prompts: list[str], progress: Callable[[i
         answers = backend.generate(prompts, [], spec.max_new_tokens, False, spec.batch_size, on_batch)
     finally:
         backend.close()
-    return [{"text": a, "limit": hit, "failed": False} for a, hit in zip(answers, backend.hit_limit)]
+    return [{"text": a, "limit": hit} for a, hit in zip(answers, backend.hit_limit)]
 
 
 def _generate_endpoint(spec: SelfReplaySpec, prompts: list[str], progress: Callable[[int, int], None]) -> list[dict]:
-    """Greedy chat completions from an OpenAI-compatible server, thinking off (Qwen's `enable_thinking`);
-    finish_reason "length" marks answers that hit the limit. Replies are cached: a rerun asks only for the rest."""
-    import os
+    """Greedy chat completions from the gates' endpoint client (the server applies the chat template, thinking off);
+    finish_reason "length" marks answers that hit the limit."""
+    from engine.gates.endpoint import complete_chats, server_model
 
-    from engine.data.entigraph_teacher import TeacherClient
-    from engine.gates.judge_client import JudgeSettings
-
-    home = os.environ.get("SLAYER_HOME")
-    cache = spec.cache_dir or str((Path(home) / "cache" if home else Path.home() / ".cache" / "slayer") / "replay")
-    model = spec.served_model or spec.model
-    client = TeacherClient(JudgeSettings(url=spec.endpoint, model=model, concurrency=spec.concurrency,
-                                         max_tokens=spec.max_new_tokens, cache_dir=cache))
-    bodies = [{"model": model, "messages": [{"role": "user", "content": p}], "temperature": 0.0,
-               "max_tokens": spec.max_new_tokens, "chat_template_kwargs": {"enable_thinking": False}}
-              for p in prompts]
-    replies = client.ask(bodies, lambda done: progress(done, len(prompts)))
-    if replies and all(r.failed for r in replies):
-        raise SpecError(f"{spec.endpoint}: no replies from the endpoint ({client.last_error})")
-    return [{"text": r.content or "", "limit": r.finish_reason == "length", "failed": r.failed} for r in replies]
+    settings = spec.endpoint.model_copy(update={"model": server_model(spec.endpoint)[0]})  # absent server: exit 2
+    replies = complete_chats(settings, [[{"role": "user", "content": p}] for p in prompts], spec.max_new_tokens,
+                             on_done=lambda done: progress(done, len(prompts)))
+    return [{"text": r.text, "limit": r.finish_reason == "length"} for r in replies]
 
 
 def _answer(spec: SelfReplaySpec, prompts: list[str], progress: Callable[[int, int], None]) -> list[dict]:
     if not spec.chat_template and spec.endpoint:
-        raise SpecError(f"{spec.endpoint}: an endpoint always applies its chat template (set chat_template = true)")
+        raise SpecError(f"{spec.endpoint.url}: an endpoint applies its chat template (set chat_template = true)")
     replies = (_generate_endpoint if spec.endpoint else _generate_hf)(spec, prompts, progress)
     for r in replies:
         r["text"] = _THINK.sub("", r["text"]).strip()
@@ -157,7 +145,7 @@ def _answer(spec: SelfReplaySpec, prompts: list[str], progress: Callable[[int, i
 
 
 def _provenance(spec: SelfReplaySpec) -> str:
-    how = (f"endpoint {spec.endpoint} ({spec.served_model or spec.model})" if spec.endpoint else "hf backend")
+    how = f"endpoint {spec.endpoint.url} ({spec.endpoint.model or 'its model'})" if spec.endpoint else "hf backend"
     return (f"answers of {spec.model} (greedy, {how}, max_new_tokens {spec.max_new_tokens}, chat template "
             f"{'on, thinking off' if spec.chat_template else 'off'}) to "
             f"{spec.prompts or f'the shipped prompt grid ({PROMPT_LICENCE}, written for slayer console)'}")
@@ -205,8 +193,7 @@ def build_replay(config: ReplayConfig, out: Path, report_path: Path,
         hit_limit = sum(r["limit"] for r in replies)
         for i, reply in zip(asked, replies):
             c = candidates[i]
-            why = ("failed" if reply["failed"] else "empty" if not reply["text"] else
-                   "truncated" if reply["limit"] and sr.drop_unfinished else None)
+            why = "empty" if not reply["text"] else "truncated" if reply["limit"] and sr.drop_unfinished else None
             if why:
                 dropped[why] += 1
                 continue
