@@ -73,6 +73,8 @@ def test_offline_gates_end_to_end(home, tmp_path, monkeypatch):
     assert list(got) == ["style_pref", "pl_grammar", "pl_spelling", "ifeval", "xstest"]
     for r in got.values():
         assert r["n"] == len(r["outcomes"]) == 4
+    assert got["style_pref"]["fingerprint"]["fixture"] is True  # fixtures = true: marked, never compared with real
+    assert "fixture" not in got["pl_grammar"]["fingerprint"]  # its file was named
     stored = {g: json.loads((run / "outputs" / "results" / f"gate_{g}.json").read_text()) for g in got}
 
     style = got["style_pref"]

@@ -36,6 +36,7 @@ class GateItems:
     content_hash: str
     fewshot_pool: list[dict] = field(default_factory=list)
     fewshot_same_source: bool = False  # examples come from the items' own split: never show an item itself
+    fixture: bool = False  # the items are the gate's shipped fixture (tests, demos): they certify nothing
 
     def shots(self) -> list[list[dict]]:
         """Each item's few-shot example rows: the first k, or lm-eval's draw (one seeded stream, never the item)."""
@@ -192,4 +193,6 @@ def load_items(gate: Gate, file: str | None = None, limit: int = 0, fewshot_file
         same = pool_source == source
     else:
         same = False
-    return GateItems(gate, chosen, indices, source, len(rows), content_hash(gate, chosen + pool), pool, same)
+    used_fixture = bool(fixture and not file and not gate.dataset.file and gate.dataset.fixture)
+    return GateItems(gate, chosen, indices, source, len(rows), content_hash(gate, chosen + pool), pool, same,
+                     used_fixture)

@@ -116,7 +116,8 @@ def score_gate(items: GateItems, backend, subject: dict, batch_size: int, allow_
                    "scorer": gate.scorer, "scorer_version": scorer.version, "backend": backend.name,
                    "chat_template": gate.chat_template,
                    "dtype": backend.dtype, "batch_size": batch_size, "bos": gate.bos, "fewshot": gate.fewshot.k,
-                   "harness_version": engine.__version__, **getattr(backend, "fingerprint", {}), **out.fingerprint}
+                   "harness_version": engine.__version__, **getattr(backend, "fingerprint", {}),
+                   **({"fixture": True} if items.fixture else {}), **out.fingerprint}
     result = {"subject": subject, "gate": gate.name, "axis": gate.axis, "scorer": gate.scorer,
               "metrics": {m: out.metrics[m] for m in gate.metrics}, "primary": gate.primary,
               "higher_is_better": gate.higher_is_better, "stderr": {m: out.stderr.get(m, 0.0) for m in gate.metrics},
