@@ -4,8 +4,8 @@ A backend offers `encode(text, special)`, `loglikelihoods(groups, batch_size, on
 shared context and its continuations, as token ids; it returns one summed log-probability per
 continuation), `generate(prompts, stop, max_new_tokens, special, batch_size, on_batch)`, `max_length`,
 the counters `tokens_computed` / `tokens_padded`, and `close()`. The endpoint backend scores text pairs instead
-(`loglikelihood_texts`), answers chats itself (`generate_chat`) and adds its server to the fingerprint
-(`fingerprint`); scorers check for those.
+(`loglikelihood_texts`, no `encode`), answers chats itself (`generate_chat`) and adds its server to the
+fingerprint (`fingerprint`); scorers check for those.
 """
 
 from __future__ import annotations

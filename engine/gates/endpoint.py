@@ -48,7 +48,6 @@ class EndpointSettings(ApiSettings):
     model: str | None = Field(None, description="model id on the server (default: the first one /models lists)")
     tokenizer: str | None = Field(None, description="Hugging Face tokenizer (id or directory) of the served model: "
                                                     "needed only to render likelihood gates in the chat template")
-    context_length: int = Field(4096, ge=16, description="longest prompt + answer the server accepts (tokens)")
     chat_template_kwargs: dict = Field(default_factory=lambda: {"enable_thinking": False},
                                        description="sent with chat requests (vLLM, llama-server read it)")
     extra_body: dict = Field(default_factory=dict, description="more request fields, e.g. {top_k = 1}")
@@ -133,7 +132,6 @@ class EndpointBackend:
         model, owner = server_model(settings)
         self.settings = settings.model_copy(update={"model": model})
         self.fingerprint = {"server_model": model, "server_owner": owner}
-        self.max_length = settings.context_length
         self.tokenizer = None
         if settings.tokenizer:
             from transformers import AutoTokenizer
@@ -155,12 +153,6 @@ class EndpointBackend:
             used = sum(c.prompt_tokens + c.completion_tokens for c in done)
             self.tokens_computed += used
             self.tokens_padded += used
-
-    def encode(self, text: str, special: bool) -> list[int]:
-        if self.tokenizer is None:
-            raise SpecError(f"{self.settings.url}: this needs the served model's tokenizer: set the endpoint's "
-                            "`tokenizer` (a Hugging Face id or directory)")
-        return self.tokenizer.encode(text, add_special_tokens=special)
 
     # ---- generation --------------------------------------------------------------------------------
 
