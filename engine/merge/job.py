@@ -97,7 +97,8 @@ def run_sweep(config: MergeSweepConfig, ctx) -> None:
     from engine.merge.stream import merge_model
 
     adapter = load_adapter(config.adapter)
-    gates = None if config.skip_gates else resolve_gates(config.gate.suite, config.gate.gates)
+    gates = None if config.skip_gates else resolve_gates(config.gate.suite, config.gate.gates,
+                                                         config.gate.chat_template)
     plans, specs, listing = _candidates(config), [], []
     for c in plans:
         spec, subject, path = c.spec, c.spec.subject(), None
@@ -115,7 +116,9 @@ def run_sweep(config: MergeSweepConfig, ctx) -> None:
     if gates:
         # one call for all candidates: gate data is loaded once, and pairwise gates see the base first
         # the [gate] table holds the `gate` job's own settings, which are run_gates' keyword arguments
-        settings = {k: getattr(config.gate, k) for k in type(config.gate).model_fields if k not in ("suite", "gates")}
+        settings = {k: getattr(config.gate, k) for k in type(config.gate).model_fields
+                    if k not in ("suite", "gates", "chat_template")}  # resolve_gates' settings, not run_gates'
+
         run_gates(specs, gates, ctx.outputs, **settings,
                   progress=lambda done, total, label: ctx.progress(done, total, "items", label),
                   on_result=ctx.gate_result, log=ctx.log)
