@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from engine.errors import SpecError
 from engine.merge.layout import detect
 from engine.merge.shards import CheckpointReader
+from engine.merge.stream import trim_heap
 
 if TYPE_CHECKING:
     import torch
@@ -92,11 +93,9 @@ class _Streamer:
     def release(self, block, out):
         import torch
 
-        from engine.merge.stream import _trim_heap
-
         for name, p in list(block.named_parameters()):
             _set_param(block, name, torch.empty(p.shape, dtype=torch.float32, device="meta"))
-        _trim_heap()
+        trim_heap()
         if id(block) in self.keep_dtype and torch.is_tensor(out):  # the embedding's rows, as float32
             return out.float()
         return out

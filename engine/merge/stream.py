@@ -78,7 +78,7 @@ def _libc():
         return None
 
 
-def _trim_heap() -> None:
+def trim_heap() -> None:
     """Give freed heap memory back to the OS. Without it glibc recycles each tensor's float32 temporaries
     through its heap and the resident size creeps up tensor by tensor (bench/merge_memory.py: +260 MiB
     instead of +130 MiB on a 944 MiB model)."""
@@ -90,7 +90,7 @@ def _trim_heap() -> None:
 def _merged(read, name: str, update, adapter: Adapter, method: str, scale: float, density: float, seed: int):
     if update is None:
         return None
-    _trim_heap()
+    trim_heap()
     weight = read()
     if update.replacement is not None and update.replacement.shape != weight.shape:
         raise SpecError(f"{adapter.path}: saved {name!r} has shape {list(update.replacement.shape)}, the base "
