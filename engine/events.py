@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 EVENT_TYPES = ("status", "progress", "metric", "checkpoint", "gate_result", "artifact", "log")
-STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 
 
 def _last_seq(path: Path) -> int:

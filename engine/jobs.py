@@ -7,7 +7,6 @@ an unknown key is an error naming the key, a wrong type one naming the field and
 
 from __future__ import annotations
 
-import importlib
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any, Callable
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from engine.errors import SpecError
+from engine.registry import Registry
 
 # Modules that register job kinds when imported. Imported lazily, once, by `kinds()`/`get_kind()`;
 # each must keep heavy imports (torch, transformers…) inside its functions.
@@ -47,38 +47,25 @@ class JobKind:
     example: str  # a complete, commented TOML that runs as printed
 
 
-_REGISTRY: dict[str, JobKind] = {}
-_loaded = False
+_KINDS: Registry[JobKind] = Registry("job kind", KIND_MODULES)
 
 
 def job_kind(name: str, config: type[JobConfig], description: str, example: str):
     """Decorator: register `fn(config, ctx)` as the runner of job kind `name`."""
 
     def register(fn):
-        _REGISTRY[name] = JobKind(name, description, config, fn, example)
+        _KINDS.add(name, JobKind(name, description, config, fn, example), fn)
         return fn
 
     return register
 
 
-def _load_all() -> None:
-    global _loaded
-    if not _loaded:
-        for mod in KIND_MODULES:
-            importlib.import_module(mod)
-        _loaded = True
-
-
 def kinds() -> list[JobKind]:
-    _load_all()
-    return sorted(_REGISTRY.values(), key=lambda k: k.name)
+    return _KINDS.all()
 
 
 def get_kind(name: str, source: str = "job spec") -> JobKind:
-    _load_all()
-    if name not in _REGISTRY:
-        raise SpecError(f"{source}: unknown job kind {name!r} (known: {', '.join(sorted(_REGISTRY))})")
-    return _REGISTRY[name]
+    return _KINDS.get(name, source)
 
 
 _TYPE_WORDS = {

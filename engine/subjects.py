@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-SUBJECT_KINDS = ("base", "reference", "checkpoint", "merge", "quant")
+from engine.vocab import SUBJECT_KINDS
 
 
 def subject_id(recipe: dict) -> str:

@@ -10,9 +10,10 @@ from typing import Callable
 
 import asyncssh
 
+from engine.vocab import LOST, TERMINAL
 from remotes.boxes import Box, BoxError, BoxUnreachable, get_box
 from remotes.ssh import HostKeyConfirm, connect_box, run_command, shell_path
-from store.ingest import TERMINAL, IngestStats, cursor_of, ingest_bytes
+from store.ingest import IngestStats, cursor_of, ingest_bytes
 
 CHUNK = 2 << 20  # bytes per read; a catch-up of 100k events (~12 MB) is a pipeline of a few of these
 BACKOFF_S = (0.5, 1, 2, 4, 8, 10)
@@ -101,7 +102,7 @@ class _Tail:
                         if not await job_pid_alive(conn, self.box, self.run.run_dir, self.run.pid):
                             if f is not None:
                                 await self._pass(f)  # whatever it wrote before it died
-                            return self.status if self.status in TERMINAL else "lost"
+                            return self.status if self.status in TERMINAL else LOST
                         quiet_since = time.monotonic()
                     await asyncio.sleep(self.poll_s)
             finally:

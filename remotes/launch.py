@@ -9,6 +9,7 @@ import sys
 from dataclasses import dataclass
 
 from engine.jobs import JobSpec
+from engine.vocab import LOST
 from remotes.boxes import BoxError, get_box
 from remotes.bootstrap import check_engine
 from remotes.follow import ALIVE_SH, follow_run, run_row
@@ -114,7 +115,7 @@ def _follow_and_finish(cfg, run_id: str, quiet: bool) -> int:
     except BoxError as e:
         print(f"warning: results not pulled: {e}", file=sys.stderr)
     view = get_run(cfg.store(), run_id)
-    if status == "lost":
+    if status == LOST:
         print(f"the job's process on box {view.box} ended without a final status; see log.txt and launch.log "
               f"in {cfg.home / 'runs' / run_id}", file=sys.stderr)
     print(f"{run_id} {status}" + (f": {view.error}" if view.error else ""))

@@ -67,6 +67,17 @@ class LazyGroup(click.Group):
                 return None
             raise
 
+    def invoke(self, ctx):
+        # Work that failed is one line and exit 1 in every command (also under click's test runner); bad
+        # input (engine.errors.UserError) is turned into exit 2 by main().
+        from engine.errors import WorkFailed
+
+        try:
+            return super().invoke(ctx)
+        except WorkFailed as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(1)
+
     def format_commands(self, ctx, formatter):
         rows = [(name, HELP.get(name, "")) for name in self.list_commands(ctx)]
         with formatter.section("Commands"):
@@ -89,11 +100,11 @@ def cli(ctx: click.Context, home: str | None, db_url: str | None) -> None:
 
 
 def main() -> None:
-    from engine.errors import SpecError
+    from engine.errors import UserError
 
     try:
         cli.main(standalone_mode=False)
-    except SpecError as e:
+    except UserError as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(2)
     except click.exceptions.Abort:

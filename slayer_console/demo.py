@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from engine.errors import WorkFailed
 from engine.jobs import dumps_toml, parse_spec
 
 # n = 40–81 items per demo gate cannot resolve a 0.5 pp change (one item is 1.2–2.5 pp), so the demo judges
@@ -61,7 +62,7 @@ class Demo:
         status = follow_local(store, launched.run_id, launched.run_dir, launched.pid)
         if status != "succeeded":
             error = get_run(store, launched.run_id).error or last_log_line(launched.run_dir)
-            raise click.ClickException(f"demo step {step} ({title}) {status}: {error} "
+            raise WorkFailed(f"demo step {step} ({title}) {status}: {error} "
                                        f"(log: {launched.run_dir / 'log.txt'})")
         return launched.run_dir / "outputs"
 
@@ -191,7 +192,8 @@ def write_card(demo: Demo) -> Path:
 
 def story(settings, experiment: str) -> str:
     """What the numbers say about replay: each adapter's worst drop on a general axis, and its verdicts there."""
-    from store.deltas import GENERAL_AXES, delta_table
+    from engine.vocab import GENERAL_AXES
+    from store.deltas import delta_table
 
     table = delta_table(settings.store(), experiment, tolerance_pp=DEMO_TOLERANCE_PP)
     lines = []

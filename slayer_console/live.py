@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-ACTIVE = ("queued", "running")
+from engine.vocab import ACTIVE
 
 
 class Stamp(NamedTuple):

@@ -9,7 +9,7 @@ from sqlalchemy import case, func, select
 
 from store.models import Decision, Experiment, Run, Subject
 
-from slayer_console.live import ACTIVE
+from engine.vocab import ACTIVE, SUBJECT_KINDS
 
 
 @dataclass
@@ -51,14 +51,13 @@ class SubjectView:
 
 def list_subjects(store, experiment: str | None = None) -> list[SubjectView]:
     """Subjects of one experiment (all when None), base first, then by kind and step."""
-    order = {"base": 0, "reference": 1, "checkpoint": 2, "merge": 3, "quant": 4}
     q = select(Subject, Experiment.name).join(Experiment, Subject.experiment_id == Experiment.id)
     if experiment:
         q = q.where(Experiment.name == experiment)
     with store.session() as s:
         rows = [SubjectView(sj.subject_id, sj.name, sj.kind, sj.step, sj.run_id, exp, sj.recipe)
                 for sj, exp in s.execute(q).all()]
-    return sorted(rows, key=lambda v: (v.experiment, order.get(v.kind, 9), v.step or 0, v.name))
+    return sorted(rows, key=lambda v: (v.experiment, SUBJECT_KINDS.index(v.kind), v.step or 0, v.name))
 
 
 @dataclass

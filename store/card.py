@@ -15,18 +15,12 @@ import yaml
 from sqlalchemy import select
 
 from engine.errors import SpecError
+from engine.vocab import AXES, VERDICTS, axis_order
 from store.decisions import decisions_for, find_subject
 from store.deltas import DeltaRow, DeltaTable, best, delta_table, get_experiment
 from store.models import Artifact, GateResult, Metric, Run, Subject
 from store.store import Store
 
-# (heading, axes) in the order the card shows them
-AXIS_GROUPS = (("Style", ("pl_style",)), ("Grammar", ("pl_grammar",)), ("Polish NLU", ("pl_nlu",)),
-               ("Reasoning", ("reasoning",)), ("Knowledge", ("en_knowledge",)), ("Math", ("math",)),
-               ("Code", ("code",)), ("Multilingual", ("multilingual",)), ("Factuality", ("factuality",)),
-               ("Instruction following", ("instruction",)),
-               ("Safety", ("safety",)))
-MARK = {"PASS": "✓ PASS", "WARN": "▲ WARN", "FAIL": "✗ FAIL", "MISMATCH": "≠ MISMATCH", "NA": "—", "BASE": "base"}
 
 
 def _f(x, fmt: str = "{:+.1f}") -> str:
@@ -58,8 +52,8 @@ def markdown_delta_table(table: DeltaTable) -> str:
                                                                               "verdict", "decision"]
     rows = []
     for r in table.rows:
-        cells = [("base" if c.verdict == "BASE" else f"{_f(c.delta_pp)} {MARK[c.verdict].split()[0]}"
-                  if c.delta_pp is not None else MARK[c.verdict]) for c in (r.cells[g] for g, _ in table.gates)]
+        cells = [("base" if c.verdict == "BASE" else f"{_f(c.delta_pp)} {VERDICTS[c.verdict].mark}"
+                  if c.delta_pp is not None else VERDICTS[c.verdict].label) for c in (r.cells[g] for g, _ in table.gates)]
         rows.append([r.name, r.kind, *cells, _f(r.style_gain_pp), _f(r.worst_regression_pp), _f(r.score, "{:.2f}"),
                      r.verdict, r.decision or ""])
     return _md_table(header, rows)
@@ -67,17 +61,14 @@ def markdown_delta_table(table: DeltaTable) -> str:
 
 def _axis_sections(row: DeltaRow, table: DeltaTable) -> list[str]:
     out = []
-    known = {a for _, axes in AXIS_GROUPS for a in axes}
-    extra = sorted({a for _, a in table.gates if a not in known})
-    for heading, axes in AXIS_GROUPS + tuple((a, (a,)) for a in extra):
-        cells = [row.cells[g] for g, a in table.gates if a in axes]
-        if not cells:
-            continue
+    for axis in sorted({a for _, a in table.gates}, key=axis_order):
+        cells = [row.cells[g] for g, a in table.gates if a == axis]
+        heading = AXES[axis].section if axis in AXES else axis
         lines = [[c.gate, c.metric + ("" if c.higher_is_better else " (lower is better)"), _f(c.base_value, "{:.4g}"),
                   _f(c.value, "{:.4g}"), _f(c.delta_pp),
                   f"[{_f(c.ci_low_pp)}, {_f(c.ci_high_pp)}]" if c.ci_low_pp is not None else "—",
                   _f(c.p_value, "{:.3g}"), c.n or "—", _f(c.detectable_pp, "{:.1f}"), f"{c.tolerance_pp:g}",
-                  MARK[c.verdict] + (f" ({c.note})" if c.note else "")] for c in cells]
+                  VERDICTS[c.verdict].label + (f" ({c.note})" if c.note else "")] for c in cells]
         out.append(f"#### {heading}\n\n" + _md_table(
             ["gate", "metric", "base", "this", "Δ pp", "95% CI", "p", "n", "detectable drop", "tol.", "verdict"], lines))
     return out

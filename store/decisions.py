@@ -8,12 +8,11 @@ from dataclasses import asdict, dataclass
 
 from sqlalchemy import select
 
-from engine.errors import SpecError
+from engine.errors import NotFound, SpecError
+from engine.vocab import DECISIONS
 from store.deltas import delta_table, get_experiment, resolve_subject
 from store.models import Decision, Experiment, Subject
 from store.store import Store, now_ms
-
-VERDICTS = ("accept", "reject")
 
 
 @dataclass
@@ -54,11 +53,10 @@ def find_subject(store: Store, ref: str, experiment: str | None = None) -> tuple
     for exp_name in sorted({name for _, name in rows}):
         try:
             found.append((exp_name, resolve_subject([x for x, n in rows if n == exp_name], ref, exp_name)))
-        except SpecError as e:
-            if "ambiguous" in str(e):
-                raise
+        except NotFound:
+            pass
     if not found:
-        raise SpecError(f"subject {ref!r}: not found in any experiment")
+        raise NotFound(f"subject {ref!r}: not found in any experiment")
     if len(found) > 1:
         raise SpecError(f"subject {ref!r}: in several experiments ({', '.join(e for e, _ in found)}); "
                         f"name one with --experiment")
@@ -71,7 +69,7 @@ def decide(store: Store, subject: str, verdict: str, reason: str, actor: str | N
 
     Accepting a subject whose row has any FAIL cell needs override=True and a reason that says
     "override" — a significant regression is never accepted by accident."""
-    if verdict not in VERDICTS:
+    if verdict not in DECISIONS:
         raise SpecError(f"decision: verdict must be accept or reject, not {verdict!r}")
     reason = (reason or "").strip()
     if not reason:

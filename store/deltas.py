@@ -1,9 +1,9 @@
 """Delta tables: every subject of an experiment vs the base per gate (paired, fingerprint-matched), scored.
 
-Axes. Style gain = the mean direction-adjusted delta (pp) over the `pl_style` gates. General regression =
-the worst drop (pp) over the general axes (en_knowledge, reasoning, math, code, multilingual, factuality,
-instruction, safety). Polish NLU and grammar are Polish targets, not general skills: they get verdicts
-(a FAIL there still blocks a plain accept) but count in neither the style gain nor the regression.
+Axes (engine.vocab). Style gain = the mean direction-adjusted delta (pp) over the "style" axis's gates.
+General regression = the worst drop (pp) over the "general" axes (English knowledge, reasoning, math, code,
+…). Polish NLU and grammar are Polish targets, not general skills: they get verdicts (a FAIL there still
+blocks a plain accept) but count in neither the style gain nor the regression.
 Score = style_gain − λ · max(0, general_regression).
 
 Units. Outcomes within [0, 1] (accuracy, F1, probabilities) are proportions: deltas are percentage
@@ -19,16 +19,12 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from engine.errors import SpecError
+from engine.errors import NotFound, SpecError
+from engine.vocab import COMPARED, GENERAL_AXES, STYLE_AXES, axis_order, worst_verdict
 from store import stats
 from store.models import Decision, Experiment, GateResult, Subject
 from store.store import Store
 
-STYLE_AXES = ("pl_style",)
-GENERAL_AXES = ("en_knowledge", "reasoning", "math", "code", "multilingual", "factuality", "instruction", "safety")
-AXIS_ORDER = ("pl_nlu", "pl_style", "pl_grammar") + GENERAL_AXES
-COMPARED = ("PASS", "WARN", "FAIL")
-VERDICT_RANK = {"FAIL": 4, "WARN": 3, "MISMATCH": 2, "PASS": 1, "NA": 0, "BASE": 0}
 
 
 @dataclass(frozen=True)
@@ -107,7 +103,7 @@ class DeltaTable:
 def get_experiment(s, name: str) -> Experiment:
     exp = s.execute(select(Experiment).where(Experiment.name == name)).scalars().first()
     if exp is None:
-        raise SpecError(f"experiment {name!r}: no such experiment (see `slayer runs`)")
+        raise NotFound(f"experiment {name!r}: no such experiment (see `slayer runs`)")
     return exp
 
 
@@ -120,7 +116,7 @@ def resolve_subject(subjects: list[Subject], ref: str, experiment: str) -> Subje
         if len(match) > 1:
             raise SpecError(f"experiment {experiment!r}: subject {ref!r} is ambiguous "
                             f"({', '.join(sorted(m.subject_id for m in match))})")
-    raise SpecError(f"experiment {experiment!r}: no subject {ref!r} (see `slayer deltas {experiment}`)")
+    raise NotFound(f"experiment {experiment!r}: no subject {ref!r} (see `slayer deltas {experiment}`)")
 
 
 # Light columns of a gate result: enough to pick pairs and show values; the per-item vectors are
@@ -280,7 +276,7 @@ def _rescore_cell(c: DeltaCell, tolerance_pp: float | None) -> DeltaCell:
 
 
 def _row_verdict(cells: dict[str, DeltaCell]) -> str:
-    verdict = max((c.verdict for c in cells.values()), key=VERDICT_RANK.__getitem__, default="NA")
+    verdict = worst_verdict(c.verdict for c in cells.values())
     return verdict if verdict in COMPARED or verdict == "MISMATCH" else "NA"
 
 
@@ -354,8 +350,7 @@ def delta_table(store: Store, experiment: str, base: str | None = None, referenc
         _fill_stats(s, store.url, pairs)
         fingerprints = _load(s, unmatched, GateResult.fingerprint) if unmatched else {}
     gate_axis = {r.gate: r.axis for per in results.values() for rs in per.values() for r in rs}
-    gates = sorted(gate_axis.items(), key=lambda ga: (AXIS_ORDER.index(ga[1]) if ga[1] in AXIS_ORDER
-                                                      else len(AXIS_ORDER), ga[1], ga[0]))
+    gates = sorted(gate_axis.items(), key=lambda ga: (*axis_order(ga[1]), ga[0]))
     rows = []
     for subj in ([comparator] if comparator else []) + [x for x in subjects if x is not comparator]:
         is_base = subj is comparator

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from engine.errors import SpecError
+from engine.vocab import TERMINAL
 from store.models import Artifact, Experiment, GateResult, Run, RunCursor, Subject
 from store.store import Store, now_ms
 
@@ -25,8 +26,6 @@ try:
     from orjson import loads as _loads
 except ImportError:  # orjson is optional; the stdlib parser gives the same objects
     _loads = json.loads
-
-TERMINAL = ("succeeded", "failed", "cancelled")
 
 
 @dataclass

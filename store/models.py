@@ -10,7 +10,8 @@ from typing import Any, Optional
 from sqlalchemy import JSON, BigInteger, CheckConstraint, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-RUN_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+from engine.vocab import DECISIONS, RUN_STATUSES, SUBJECT_KINDS, sql_in
+
 
 
 class Experiment(SQLModel, table=True):
@@ -24,7 +25,7 @@ class Experiment(SQLModel, table=True):
 class Run(SQLModel, table=True):
     __tablename__ = "runs"
     __table_args__ = (
-        CheckConstraint("status IN ('queued','running','succeeded','failed','cancelled')", name="ck_run_status"),
+        CheckConstraint(sql_in("status", RUN_STATUSES), name="ck_run_status"),
     )
     id: str = Field(primary_key=True)
     experiment_id: Optional[int] = Field(default=None, foreign_key="experiments.id", index=True)
@@ -70,7 +71,7 @@ class Metric(SQLModel, table=True):
 class Subject(SQLModel, table=True):
     __tablename__ = "subjects"
     __table_args__ = (
-        CheckConstraint("kind IN ('base','reference','checkpoint','merge','quant')", name="ck_subject_kind"),
+        CheckConstraint(sql_in("kind", SUBJECT_KINDS), name="ck_subject_kind"),
         UniqueConstraint("experiment_id", "subject_id", name="uq_subject_experiment"),
     )
     id: Optional[int] = Field(default=None, primary_key=True)
@@ -111,7 +112,7 @@ class GateResult(SQLModel, table=True):
 
 class Decision(SQLModel, table=True):
     __tablename__ = "decisions"
-    __table_args__ = (CheckConstraint("verdict IN ('accept','reject')", name="ck_decision_verdict"),)
+    __table_args__ = (CheckConstraint(sql_in("verdict", DECISIONS), name="ck_decision_verdict"),)
     id: Optional[int] = Field(default=None, primary_key=True)
     subject_pk: int = Field(foreign_key="subjects.id", index=True)
     verdict: str

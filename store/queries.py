@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 
 from sqlalchemy import func, select
 
-from engine.errors import SpecError
+from engine.errors import NotFound, SpecError
 from store.models import Experiment, Run
 from store.store import Store
 
@@ -59,7 +59,7 @@ def get_run(store: Store, run_id: str) -> RunView:
         rows = (conn.execute(_select_runs().where(Run.id == run_id)).all()
                 or conn.execute(_select_runs().where(Run.id.startswith(run_id, autoescape=True)).limit(2)).all())
     if not rows:
-        raise SpecError(f"{store.url}: no run {run_id!r} (see `slayer runs`)")
+        raise NotFound(f"{store.url}: no run {run_id!r} (see `slayer runs`)")
     if len(rows) > 1:
         raise SpecError(f"{store.url}: run prefix {run_id!r} is ambiguous")
     return RunView(*rows[0])

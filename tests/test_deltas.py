@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from deltas_fixtures import flips, gate_event, ingest_events, subject
 
-from engine.errors import SpecError
+from engine.errors import NotFound, SpecError
 from store import Store, stats
 from store.decisions import decide, decisions_for
 from store.deltas import best, delta_table, pareto_frontier, rescore
@@ -190,6 +190,15 @@ def test_rescore_changes_verdicts_and_scores_without_redoing_the_statistics(stor
     assert delta_table(store, "exp", lam=0.5, tolerance_pp=20.0).row(CKPT["id"]) == row
 
 
+def test_rows_and_the_grids_axis_cells_rank_verdicts_alike(store):
+    from slayer_console.widgets.delta_grid import worst_cell
+
+    table = delta_table(store, "exp")
+    for t, expected in ((table, "FAIL"), (rescore(table, 1.0, 20.0), "MISMATCH")):
+        row = t.row(CKPT["id"])
+        assert row.verdict == worst_cell(list(row.cells.values())).verdict == expected
+
+
 def test_comparing_against_a_reference(store):
     table = delta_table(store, "exp", reference="bielik")
     assert table.against == "reference" and table.base_subject_id == REF["id"]
@@ -295,9 +304,11 @@ def test_accepting_a_fail_needs_override_and_a_reason_that_says_so(store):
 def test_decision_input_errors_are_one_line(store):
     with pytest.raises(SpecError, match="ambiguous"):
         decide(store, "s-", "reject", "x")
-    with pytest.raises(SpecError, match="no subject 'nope'"):
+    with pytest.raises(NotFound, match="no subject 'nope'"):
         decide(store, "nope", "reject", "x", experiment="exp")
     with pytest.raises(SpecError, match="reason is required"):
         decide(store, "bielik", "reject", "  ")
-    with pytest.raises(SpecError, match="no such experiment"):
+    with pytest.raises(NotFound, match="not found in any experiment"):
+        decide(store, "nope", "reject", "x")
+    with pytest.raises(NotFound, match="no such experiment"):
         delta_table(store, "missing")

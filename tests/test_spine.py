@@ -101,6 +101,19 @@ def test_every_job_example_parses_as_printed():
         assert spec.kind.name == kind.name
 
 
+def test_a_name_registered_twice_is_refused():
+    from engine.gates.scoring import get_scorer, scorer
+    from engine.jobs import JobConfig, get_kind, job_kind
+
+    get_kind("debug.sleep")
+    with pytest.raises(ValueError, match="job kind 'debug.sleep' is registered twice"):
+        job_kind("debug.sleep", JobConfig, "a second sleep", "")(lambda config, ctx: None)
+    get_scorer("likelihood")
+    with pytest.raises(ValueError, match="scorer 'likelihood' is registered twice"):
+        scorer("likelihood", version="1", metrics=lambda gate: set())(lambda items, backend, settings: None)
+    assert get_kind("debug.sleep").description != "a second sleep"
+
+
 def _write_events(path: Path, n: int, run: str = "r1") -> bytes:
     lines = [{"run": run, "seq": 1, "ts": 1.0, "type": "status", "status": "queued", "kind": "debug.sleep",
               "experiment": "e1"},
@@ -156,7 +169,8 @@ def test_bad_line_in_the_middle_names_file_and_line_and_keeps_rows_before(tmp_pa
 
 def test_cli_bad_input_is_one_line_and_exit_2_and_store_untouched(tmp_path, home):
     good = write(tmp_path / "good.toml", 'kind = "debug.sleep"\nsteps = 2\ninterval_s = 0\n')
-    assert slayer("run", str(good), "--quiet", home=home).returncode == 0
+    done = slayer("run", str(good), "--quiet", home=home)
+    assert done.returncode == 0
     before = (home / "slayer.db").read_bytes()
     truncated = tmp_path / "truncated"
     truncated.mkdir()
@@ -169,6 +183,9 @@ def test_cli_bad_input_is_one_line_and_exit_2_and_store_untouched(tmp_path, home
         (["run", str(tmp_path / "missing.toml")], "no such file"),
         (["ingest", str(tmp_path / "nowhere")], "not a run directory"),
         (["jobs", "example", "nope"], "unknown job kind 'nope'"),
+        (["runs", "show", "nope"], "no run 'nope'"),
+        (["deltas", "nope"], "experiment 'nope': no such experiment"),
+        (["runs", "cancel", done.stdout.split()[0]], "is not running (status succeeded)"),
     ]
     for args, message in cases:
         proc = slayer(*args, home=home)
@@ -194,6 +211,7 @@ def test_slayer_run_follows_and_ingests_live(tmp_path, home):
     failing = write(tmp_path / "fail.toml", 'kind = "debug.sleep"\nsteps = 3\ninterval_s = 0\nfail_at = 2\n')
     proc = slayer("run", str(failing), "--quiet", home=home)
     assert proc.returncode == 1 and "asked to fail at step 2" in proc.stdout
+    assert proc.stderr.strip().splitlines()[-1].endswith(" failed")  # work failed: exit 1, one error line
 
 
 def test_kill_9_of_slayer_run_then_ingest_equals_a_clean_ingest(tmp_path, home):

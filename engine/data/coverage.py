@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections import Counter
 
 from engine.data.sources import SKILLS
+from engine.vocab import GENERAL_AXES
 
 ANCHORS: dict[str, tuple[str, ...]] = {
     "code": ("code",), "math": ("math",), "reasoning": ("reasoning",), "en_knowledge": ("en_knowledge", "factuality"),
     "multilingual": ("multilingual",), "instruction": ("instruction",), "summarisation": ("instruction",),
     "structured_output": ("instruction",), "safety": ("safety",), "chat": ("instruction",),
 }
-TARGET_AXES = ("pl_nlu", "pl_style", "pl_grammar")
 
 
 def gated_axes(gated: list[str]) -> dict[str, list[str]]:
@@ -30,7 +30,7 @@ def gated_axes(gated: list[str]) -> dict[str, list[str]]:
     axes: dict[str, list[str]] = {}
     for name in dict.fromkeys(names):
         gate = load_gate(name)  # an unknown name fails here, listing the known gates
-        if gate.axis not in TARGET_AXES:
+        if gate.axis in GENERAL_AXES:
             axes.setdefault(gate.axis, []).append(gate.name)
     return axes
 

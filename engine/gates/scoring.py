@@ -6,11 +6,11 @@ first use); other packages add their module to that list.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from engine.errors import SpecError
+from engine.registry import Registry
 
 SCORER_MODULES = [
     "engine.gates.likelihood",
@@ -61,29 +61,21 @@ class Scorer:
     unavailable: Callable | None = None  # unavailable(gate) -> why it cannot run here, or None; see resolve_gates
 
 
-_REGISTRY: dict[str, Scorer] = {}
-_loaded = False
+_SCORERS: Registry[Scorer] = Registry("scorer", SCORER_MODULES)
 
 
 def scorer(name: str, version: str, metrics: Callable, runs_code: bool = False, **traits):
     """Decorator: register `fn(items, backend, settings) -> ScoreOutput` as scorer `name` (traits: see Scorer)."""
 
     def register(fn):
-        _REGISTRY[name] = Scorer(name, version, fn, metrics, runs_code, **traits)
+        _SCORERS.add(name, Scorer(name, version, fn, metrics, runs_code, **traits), fn)
         return fn
 
     return register
 
 
 def get_scorer(name: str, source: str = "gate") -> Scorer:
-    global _loaded
-    if not _loaded:
-        for module in SCORER_MODULES:
-            importlib.import_module(module)
-        _loaded = True
-    if name not in _REGISTRY:
-        raise SpecError(f"{source}: unknown scorer {name!r} (known: {', '.join(sorted(_REGISTRY))})")
-    return _REGISTRY[name]
+    return _SCORERS.get(name, source)
 
 
 def check_gate_metrics(gate, source: str) -> None:

@@ -18,11 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from engine.errors import SpecError
 from engine.gates import template as tpl
 from engine.jobs import describe_validation_error
+from engine.vocab import AXIS_NAMES, axis_order
 
 GATES_DIR = Path(__file__).resolve().parents[2] / "assets" / "gates"
 SUITES_FILE = "suites.toml"
-AXES = ("pl_nlu", "pl_style", "pl_grammar", "en_knowledge", "reasoning", "math", "code", "multilingual",
-        "factuality", "instruction", "safety")
 
 
 class LabelError(ValueError):
@@ -94,7 +93,7 @@ class FewshotSpec(_Strict):
 
 class Gate(_Strict):
     name: str
-    axis: Literal[AXES]
+    axis: Literal[AXIS_NAMES]
     description: str = ""
     scorer: str = Field(description="likelihood | generate | code_exec | …")
     metrics: list[str] = Field(min_length=1)
@@ -270,7 +269,7 @@ def load_gate(name: str) -> Gate:
 
 def list_gates() -> list[Gate]:
     """Every shipped gate, by axis then name."""
-    return sorted((load_gate(n) for n in _shipped_names()), key=lambda g: (AXES.index(g.axis), g.name))
+    return sorted((load_gate(n) for n in _shipped_names()), key=lambda g: (axis_order(g.axis), g.name))
 
 
 def suites() -> dict[str, list[str]]:

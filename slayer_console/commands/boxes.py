@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 
 import click
 
+from engine.errors import SpecError, WorkFailed
 from slayer_console.commands.common import FORMAT, print_json, print_table, settings
 
 ACCEPT = click.option("--accept-host-key", "accept", metavar="FINGERPRINT", default=None,
@@ -95,15 +95,14 @@ def check_cmd(name: str, fmt: str, accept: str | None) -> None:
     home = settings().home
     box = get_box(home, name)
     if box.kind == "local":
-        raise click.ClickException("the local box is this machine; check an ssh box")
+        raise SpecError("the local box is this machine; check an ssh box")
     report = asyncio.run(check_box(box, home, confirm=ask_host_key, accept_fingerprint=accept))
     if fmt == "json":
         print_json(report.as_dict())
     else:
         print_table(f"box {name} ({report.elapsed_s:g} s)", ["", ""], [list(r) for r in report.rows()])
     if report.problem:
-        click.echo(f"error: {report.problem}", err=True)
-        sys.exit(1)
+        raise WorkFailed(report.problem)
 
 
 @boxes.command("bootstrap")

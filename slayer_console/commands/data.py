@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from engine.errors import WorkFailed
 from slayer_console.commands.common import FORMAT, print_json, print_table
 
 
@@ -211,4 +212,4 @@ def guard_cmd(train, against, report, clean, ngram, fail_on_overlap, quiet, fmt)
         _show_guard(result)
         click.echo(f"report: {report}")
     if fail_on_overlap and result["dropped"]:
-        sys.exit(1)
+        raise WorkFailed(f"{result['dropped']} of {result['checked']} training examples overlap (--fail-on-overlap)")

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import click
 
+from engine.vocab import DECISIONS, VERDICTS
 from slayer_console.commands.common import print_json, print_table, settings
 
 LAMBDA = click.option("--lambda", "lam", type=float, default=1.0, show_default=True,
                       help="weight of the worst general regression in score = style_gain − λ·max(0, regression)")
 TOLERANCE = click.option("--tolerance", type=click.FloatRange(min=0), default=None,
                          help="tolerance in pp for every gate (default: each gate's own)")
-MARK = {"PASS": "", "WARN": "▲", "FAIL": "✗", "MISMATCH": "≠", "NA": "·", "BASE": ""}
 
 
 def _pp(x: float | None, fmt: str = "{:+.1f}") -> str:
@@ -24,7 +24,8 @@ def _pp(x: float | None, fmt: str = "{:+.1f}") -> str:
 def _cell_text(c) -> str:
     if c.verdict == "BASE":
         return _pp(c.value, "{:.3g}")
-    return _pp(c.delta_pp) + MARK[c.verdict] if c.delta_pp is not None else MARK[c.verdict]
+    v = VERDICTS[c.verdict]
+    return _pp(c.delta_pp) + (v.mark if v.flag else "") if c.delta_pp is not None else v.mark
 
 
 @click.command()
@@ -82,7 +83,7 @@ def select(experiment: str, lam: float, tolerance: float | None, fmt: str) -> No
 
 @click.command()
 @click.argument("subject")
-@click.argument("verdict", type=click.Choice(["accept", "reject"]))
+@click.argument("verdict", type=click.Choice(list(DECISIONS)))
 @click.option("--reason", required=True, help="why (stored with who and when)")
 @click.option("--override", is_flag=True, help="accept despite a FAIL verdict (the reason must say 'override')")
 @click.option("--experiment", default=None, help="the subject's experiment (needed when its name is in several)")

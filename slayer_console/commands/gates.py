@@ -7,12 +7,13 @@
 from __future__ import annotations
 
 import json
-import sys
 import threading
 from pathlib import Path
 
 import click
 
+from engine.errors import WorkFailed
+from engine.vocab import SUBJECT_KINDS
 from slayer_console.commands.common import FORMAT, print_json, print_table, settings
 
 
@@ -107,7 +108,7 @@ def _follow(events: Path, stop: threading.Event) -> None:
 @click.option("--experiment", default=None, help="ingest the results into the store under this experiment")
 @click.option("--name", default=None, help="subject name (default: the model's or adapter's folder name)")
 @click.option("--kind", default="base", show_default=True,
-              type=click.Choice(["base", "reference", "checkpoint", "merge", "quant"]))
+              type=click.Choice(SUBJECT_KINDS))
 def run_gate(model, adapter, scale, backend, url, concurrency, dtype, gate_values, suite, limit, device, batch_size,
              allow_code_exec, chat_template, fixtures, samples, out_dir, experiment, name, kind) -> None:
     """Score one subject on gates; writes DIR/results/gate_<name>.json."""
@@ -160,6 +161,5 @@ def run_gate(model, adapter, scale, backend, url, concurrency, dtype, gate_value
                     [[r["gate"], r["primary"], f"{r['metrics'][r['primary']]:.4f}",
                       f"{r['stderr'].get(r['primary'], 0):.4f}", r["n"], r["items_per_s"]] for r in results])
     if status != "succeeded":
-        click.echo(f"error: {status}: {events[-1].get('error', '')}", err=True)
-        sys.exit(1)
+        raise WorkFailed(f"{status}: {events[-1].get('error', '')}")
     click.echo(f"results: {out / 'results'}", err=True)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import click
 
+from engine.errors import NotFound, SpecError, WorkFailed
+from engine.vocab import LOST, TERMINAL
 from slayer_console.commands.common import FORMAT, print_json, print_table, settings
-
-TERMINAL = ("succeeded", "failed", "cancelled")
 
 
 def _fmt_ms(ms: int | None) -> str:
@@ -44,7 +44,7 @@ def follow_local(store, run_id: str, run_dir: Path, pid: int | None, quiet: bool
                 if (run_dir / "events.jsonl").exists():
                     ingest_run_dir(store, run_dir)
                 status = get_run(store, run_id).status
-                return status if status in TERMINAL else "lost"
+                return status if status in TERMINAL else LOST
             time.sleep(poll_s)
 
 
@@ -98,10 +98,10 @@ def _finish(store, run_id: str, status: str) -> None:
     from store.queries import get_run
 
     view = get_run(store, run_id)
-    error = view.error or (last_log_line(Path(view.run_dir)) if status == "lost" else "")
+    error = view.error or (last_log_line(Path(view.run_dir)) if status == LOST else "")
     click.echo(f"{run_id} {status}" + (f": {error}" if error else ""))
     if status != "succeeded":
-        sys.exit(1)
+        raise WorkFailed(f"run {run_id} {status}")
 
 
 @click.group(invoke_without_command=True)
@@ -153,7 +153,7 @@ def logs_cmd(run_id: str, follow: bool) -> None:
     view = get_run(store, run_id)
     log = Path(view.run_dir) / "log.txt"
     if not log.exists():
-        raise click.ClickException(f"{log}: no log (remote runs: `slayer runs attach {view.id}` syncs it)")
+        raise NotFound(f"{log}: no log (remote runs: `slayer runs attach {view.id}` syncs it)")
     with open(log, "rb") as f:
         while True:
             chunk = f.read()
@@ -185,7 +185,7 @@ def cancel_cmd(run_id: str) -> None:
         from remotes.local import cancel_local, read_pid
 
         if not cancel_local(Path(view.run_dir)):
-            raise click.ClickException(f"{view.id} is not running (status {view.status})")
+            raise SpecError(f"{view.id} is not running (status {view.status})")
         status = follow_local(store, view.id, Path(view.run_dir), read_pid(Path(view.run_dir)), quiet=True)
         click.echo(f"{view.id} {status}")
 

@@ -11,9 +11,10 @@ from textual.app import ComposeResult
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
+from engine.vocab import ACTIVE, STATUS_STYLE
 from slayer_console.screens.base import ModeScreen
 from slayer_console.screens.boxes import BOX_COLUMNS, box_cells
-from slayer_console.widgets.render import STATUS_STYLE, number, progress_bar, verdict_text
+from slayer_console.widgets.render import number, progress_bar, verdict_text
 from slayer_console.widgets.vim_table import VimTable
 
 TOP = 8  # verdict rows on the dashboard; the deltas screen has them all
@@ -59,7 +60,6 @@ class DashboardScreen(ModeScreen):
     def load(self, experiment: str | None, lam: float, tolerance: float | None) -> None:
         from remotes.boxes import load_boxes
         from slayer_console.live import default_experiment
-        from slayer_console.live import ACTIVE
         from slayer_console.reads import recent_decisions
         from store.queries import list_runs
 

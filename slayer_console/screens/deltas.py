@@ -11,9 +11,10 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import Static
 
+from engine.vocab import COMPARED, axis_label
 from slayer_console.screens.base import ModeScreen
 from slayer_console.screens.decide import DecideDialog
-from slayer_console.widgets.delta_grid import AXIS_LABEL, DeltaGrid, GridView, needed_width
+from slayer_console.widgets.delta_grid import DeltaGrid, GridView, needed_width
 
 VERDICT_FILTERS = (None, "FAIL", "WARN", "PASS")
 
@@ -132,7 +133,7 @@ class DeltasScreen(ModeScreen):
         if v.verdict:
             parts.append(f"only {v.verdict}")
         if v.axis:
-            parts.append(f"axis {AXIS_LABEL.get(v.axis, v.axis)}")
+            parts.append(f"axis {axis_label(v.axis)}")
         if v.collapsed:
             parts.append("axes collapsed (z)")
         return " · ".join(parts)
@@ -170,8 +171,8 @@ class DeltasScreen(ModeScreen):
         cell = self.grid.cell_of(row, col)
         if cell is None:
             return row.name
-        prefix = f"{row.name} · " + (f"{AXIS_LABEL.get(cell.axis, cell.axis)} worst: " if col.startswith("a:") else "")
-        note = f" · {cell.note}" if cell.note and cell.verdict in ("PASS", "WARN", "FAIL") else ""
+        prefix = f"{row.name} · " + (f"{axis_label(cell.axis)} worst: " if col.startswith("a:") else "")
+        note = f" · {cell.note}" if cell.note and cell.verdict in COMPARED else ""
         return prefix + cell.detail() + note
 
     # -- actions ----------------------------------------------------------------------------------

@@ -13,8 +13,9 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
+from engine.vocab import STATUS_STYLE
 from slayer_console.screens.base import ModeScreen
-from slayer_console.widgets.render import STATUS_STYLE, progress_bar
+from slayer_console.widgets.render import progress_bar
 from slayer_console.widgets.vim_table import VimTable
 
 

@@ -9,17 +9,21 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Static
 
-LEGEND = """\
-Delta cells are subject − base in percentage points (metric units for non-proportion metrics such as
-grammar errors per 100 words); the colours know each metric's direction.
-  green  PASS      within tolerance
-  ▲      WARN      beyond tolerance, not significant (n too small to tell)
-  ✗      FAIL      significant regression beyond tolerance — accepting needs an override
-  ≠      MISMATCH  fingerprints differ from the base: not compared
-  ★      the Pareto-best row under the current λ and tolerance;  ✓ accepted  ⊘ rejected
-score = style gain − λ · max(0, worst general regression)
-Rows and statuses update by themselves as events are ingested; nothing needs a refresh key.
-Ctrl+P opens the command palette: experiments, subjects, jobs and boxes by name."""
+from engine.vocab import DECISIONS, VERDICTS
+
+
+
+def legend() -> str:
+    """What the delta table's marks and colours mean, from the verdicts themselves."""
+    verdicts = "".join(f"  {v.mark if v.flag else v.style:<6} {v.name:<13}{v.meaning}\n"
+                       for v in sorted(VERDICTS.values(), key=lambda v: v.rank) if v.name not in ("NA", "BASE"))
+    return ("Delta cells are subject − base in percentage points (metric units for non-proportion metrics such as\n"
+            "grammar errors per 100 words); the colours know each metric's direction.\n" + verdicts +
+            f"  ★      the Pareto-best row under the current λ and tolerance;  {DECISIONS['accept']} accepted  "
+            f"{DECISIONS['reject']} rejected\n"
+            "score = style gain − λ · max(0, worst general regression)\n"
+            "Rows and statuses update by themselves as events are ingested; nothing needs a refresh key.\n"
+            "Ctrl+P opens the command palette: experiments, subjects, jobs and boxes by name.")
 
 
 def bindings_text(screen: Screen) -> Text:
@@ -53,5 +57,5 @@ class HelpScreen(ModalScreen[None]):
             yield Static(Text("\nDigits 1–5 switch screens: Dashboard, Boxes, Jobs, Experiments, Deltas.\n"
                               "j/k/h/l and g/G move in every table.\n", style="dim"))
             yield Static(Text("Legend", style="bold"))
-            yield Static(Text(LEGEND))
+            yield Static(Text(legend()))
         yield Footer(compact=True)

@@ -13,13 +13,12 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
+from engine.vocab import ACTIVE, LOST, STATUS_STYLE
 from slayer_console.screens.base import ModeScreen
 from slayer_console.screens.launch import LaunchDialog, LaunchRequest
 from slayer_console.widgets.log_tail import LogTail
-from slayer_console.widgets.render import STATUS_STYLE, duration, progress_bar
+from slayer_console.widgets.render import duration, progress_bar
 from slayer_console.widgets.vim_table import VimTable
-
-from slayer_console.live import ACTIVE
 
 
 def shown_status(run) -> str:
@@ -29,7 +28,7 @@ def shown_status(run) -> str:
     if run.box == "local" and run.status in ACTIVE and run.run_dir:
         pid = read_pid(Path(run.run_dir)) or run.pid
         if pid is not None and not pid_alive(pid):
-            return "lost"
+            return LOST
     return run.status
 
 

@@ -21,13 +21,9 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from slayer_console.widgets.render import VERDICT_STYLE, delta_label
+from engine.vocab import DECISIONS, VERDICTS, axis_label
+from slayer_console.widgets.render import delta_label
 
-# worst first when one cell stands for a whole axis
-SEVERITY = {"FAIL": 5, "WARN": 4, "MISMATCH": 3, "PASS": 2, "NA": 1, "BASE": 0}
-AXIS_LABEL = {"pl_nlu": "PL NLU", "pl_style": "style", "pl_grammar": "gram", "en_knowledge": "EN",
-              "reasoning": "reason", "math": "math", "code": "code", "multilingual": "multi",
-              "factuality": "fact", "instruction": "instr", "safety": "safety"}
 SUBJECT_WIDTH = 18
 GATE_WIDTH = 6  # "+12.3✗"
 PAD = 1  # blank cells on each side of a column
@@ -59,7 +55,7 @@ def worst_cell(cells: list):
     cells = [c for c in cells if c is not None]
     if not cells:
         return None
-    return max(cells, key=lambda c: (SEVERITY.get(c.verdict, 0), -(c.gain_pp or 0.0)))
+    return max(cells, key=lambda c: (VERDICTS[c.verdict].rank, -(c.gain_pp or 0.0)))
 
 
 def short_gate(gate: str) -> str:
@@ -138,7 +134,7 @@ class DeltaGrid(ScrollView, can_focus=True):
         for gate, axis in table.gates:
             if view.axis and axis != view.axis:
                 continue
-            label = AXIS_LABEL.get(axis, axis)
+            label = axis_label(axis)
             if view.collapsed:
                 if axis not in seen:
                     cols.append(Column(f"a:{axis}", label, "worst", GATE_WIDTH))
@@ -206,10 +202,10 @@ class DeltaGrid(ScrollView, can_focus=True):
         if key == "score":
             if row.score is None:
                 return "", ""
-            return f"{row.score:.1f}", VERDICT_STYLE["FAIL"] if row.verdict == "FAIL" else ""
+            return f"{row.score:.1f}", VERDICTS["FAIL"].style if row.verdict == "FAIL" else ""
         if key == "mark":
             star = "★" if row.subject_id == self.best_id else " "
-            decision = {"accept": "✓", "reject": "⊘"}.get(row.decision, "")
+            decision = DECISIONS.get(row.decision, "")
             style = "bold yellow" if star != " " else {"✓": "bold green", "⊘": "bold red"}.get(decision, "")
             return star + decision, style
         return delta_label(self.cell_of(row, key))

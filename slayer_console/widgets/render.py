@@ -1,20 +1,22 @@
-"""Rich text pieces the tables share: verdict colours and marks, delta cells, progress bars, durations."""
+"""Rich text pieces the tables share: verdict text, delta cells, progress bars, durations (words from engine.vocab)."""
 
 from __future__ import annotations
 
 from rich.text import Text
 
-VERDICT_STYLE = {"PASS": "green", "WARN": "bold yellow", "FAIL": "bold red", "MISMATCH": "magenta",
-                 "BASE": "dim", "NA": "dim"}
-VERDICT_MARK = {"WARN": "▲", "FAIL": "✗", "MISMATCH": "≠"}
-STATUS_STYLE = {"running": "bold cyan", "queued": "cyan", "succeeded": "green", "failed": "bold red",
-                "cancelled": "yellow", "lost": "bold magenta"}
+from engine.vocab import VERDICTS
+
+
+def flag(verdict: str) -> str:
+    """The mark shown beside a delta number: none for a PASS."""
+    v = VERDICTS[verdict]
+    return v.mark if v.flag else ""
 
 
 def verdict_text(verdict: str | None) -> Text:
     if not verdict:
         return Text("")
-    return Text(verdict + VERDICT_MARK.get(verdict, ""), style=VERDICT_STYLE.get(verdict, ""))
+    return Text(verdict + flag(verdict), style=VERDICTS[verdict].style)
 
 
 def delta_label(cell) -> tuple[str, str]:
@@ -25,8 +27,8 @@ def delta_label(cell) -> tuple[str, str]:
     if cell.verdict == "BASE":
         return ("" if cell.value is None else f"{cell.value:.3g}"), "dim"
     if cell.delta_pp is None:
-        return VERDICT_MARK.get(cell.verdict, "—"), VERDICT_STYLE.get(cell.verdict, "dim")
-    return f"{number(cell.delta_pp)}{VERDICT_MARK.get(cell.verdict, '')}", VERDICT_STYLE[cell.verdict]
+        return VERDICTS[cell.verdict].mark, VERDICTS[cell.verdict].style
+    return f"{number(cell.delta_pp)}{flag(cell.verdict)}", VERDICTS[cell.verdict].style
 
 
 def number(value: float | None, fmt: str = "+.1f") -> str:
