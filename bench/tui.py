@@ -119,9 +119,9 @@ def import_time() -> float:
     return min(run("import slayer_console.app") for _ in range(3)) - min(run("pass") for _ in range(3))
 
 
-def terminal_first_paint(tmp: Path, runs: int = 3) -> list[tuple[float, float]]:
-    """`slayer` on an empty home in a real terminal (tmux 120×40): seconds from launch to the first
-    frame, and to the store opened (created and migrated) and shown. Empty when tmux is missing."""
+def terminal_first_paint(tmp: Path, runs: int = 3, python: str = sys.executable) -> list[tuple[float, float]]:
+    """`slayer` on an empty home in a real terminal (tmux 120×40), run by `python`: seconds from launch to
+    the first frame, and to the store opened (created and migrated) and shown. Empty when tmux is missing."""
     import os
     import shutil
 
@@ -133,7 +133,7 @@ def terminal_first_paint(tmp: Path, runs: int = 3) -> list[tuple[float, float]]:
     for i in range(runs):
         env = {"SLAYER_HOME": str(tmp / f"empty{i}"), "TERM": "xterm-256color", "PATH": os.environ["PATH"]}
         t = time.perf_counter()
-        term = Tmux(f"slayer-bench-{os.getpid()}-{i}", 120, 40, f"{sys.executable} -m slayer_console", env)
+        term = Tmux(f"slayer-bench-{os.getpid()}-{i}", 120, 40, f"{python} -m slayer_console", env)
         try:
             while "Dashboard" not in term.screen():
                 time.sleep(0.01)

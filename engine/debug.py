@@ -24,7 +24,8 @@ fail_at = 0         # make the job fail at this step (0: never)
 '''
 
 
-@job_kind("debug.sleep", SleepConfig, "tick with progress and a metric; for testing boxes and ingest", EXAMPLE)
+@job_kind("debug.sleep", SleepConfig, "tick with progress and a metric; for testing boxes and ingest", EXAMPLE,
+          needs_ml=False)
 def run_sleep(cfg: SleepConfig, ctx) -> None:
     for step in range(1, cfg.steps + 1):
         time.sleep(cfg.interval_s)

@@ -45,16 +45,22 @@ class JobKind:
     config: type[JobConfig]
     run: Callable[[Any, Any], None]  # run(config, ctx: engine.events.JobContext)
     example: str  # a complete, commented TOML that runs as printed
+    # False: runs on the light core install (no torch/transformers); or config → bool
+    needs_ml: bool | Callable[[Any], bool] = True
+
+    def ml_needed(self, config) -> bool:
+        return self.needs_ml(config) if callable(self.needs_ml) else self.needs_ml
 
 
 _KINDS: Registry[JobKind] = Registry("job kind", KIND_MODULES)
 
 
-def job_kind(name: str, config: type[JobConfig], description: str, example: str):
+def job_kind(name: str, config: type[JobConfig], description: str, example: str,
+             needs_ml: bool | Callable[[Any], bool] = True):
     """Decorator: register `fn(config, ctx)` as the runner of job kind `name`."""
 
     def register(fn):
-        _KINDS.add(name, JobKind(name, description, config, fn, example), fn)
+        _KINDS.add(name, JobKind(name, description, config, fn, example, needs_ml), fn)
         return fn
 
     return register

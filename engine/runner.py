@@ -12,6 +12,7 @@ from pathlib import Path
 
 from engine.errors import JobCancelled, SpecError
 from engine.events import EventWriter, JobContext
+from engine.extras import extra_of, install_hint
 from engine.jobs import JobSpec
 
 
@@ -48,7 +49,11 @@ def run_job(spec: JobSpec, run_dir: str | os.PathLike, run_id: str | None = None
         return "failed"
     except Exception as e:  # the job failed: record why, keep the traceback in log.txt
         traceback.print_exc()
-        writer.emit("status", status="failed", error=f"{e.__class__.__name__}: {e}")
+        error = f"{e.__class__.__name__}: {e}"
+        extra = extra_of(e.name) if isinstance(e, ModuleNotFoundError) else None
+        if extra:  # a box or a job that lacks an optional extra: say which to install
+            error += f" ({install_hint(extra)})"
+        writer.emit("status", status="failed", error=error)
         return "failed"
     finally:
         for s, h in old.items():

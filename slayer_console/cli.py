@@ -107,6 +107,14 @@ def main() -> None:
     except UserError as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(2)
+    except ModuleNotFoundError as e:
+        from engine.extras import extra_of, install_hint
+
+        if extra_of(e.name) is None:
+            raise
+        # the light core install meeting a path that needs an extra: name it instead of a traceback
+        click.echo(f"error: {e.name} is not installed: {install_hint(extra_of(e.name))}", err=True)
+        sys.exit(2)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)

@@ -70,7 +70,8 @@ triples = 2
 
 
 @job_kind("data.entigraph", EntigraphJobConfig,
-          "EntiGraph synthetic CPT data from a corpus via a teacher endpoint (judged, deduplicated, guarded)", EXAMPLE)
+          "EntiGraph synthetic CPT data from a corpus via a teacher endpoint (judged, deduplicated, guarded)", EXAMPLE,
+          needs_ml=False)
 def run_entigraph(config: EntigraphJobConfig, ctx) -> None:
     from engine.data.entigraph import build_entigraph
 

@@ -92,7 +92,7 @@ out = "klej.jsonl"
 
 
 @job_kind("data.klej", KlejJobConfig, "KLEJ train splits as chat or plain instructions (gate prompts, balanced)",
-          KLEJ_EXAMPLE)
+          KLEJ_EXAMPLE, needs_ml=False)
 def run_klej(config: KlejJobConfig, ctx) -> None:
     from engine.data.klej import build_klej
 
@@ -195,7 +195,7 @@ out = "train_v2_mix.jsonl"
 
 
 @job_kind("data.mix", MixJobConfig, "the training mix: style + replay share + capped KLEJ, with a data report",
-          MIX_EXAMPLE)
+          MIX_EXAMPLE, needs_ml=False)
 def run_mix(config: MixJobConfig, ctx) -> None:
     from engine.data.mix import build_mix
 
@@ -215,7 +215,7 @@ clean = "train_clean.jsonl"       # optional
 
 
 @job_kind("data.guard", GuardJobConfig, "contamination check of a training file against gates and test files",
-          GUARD_EXAMPLE)
+          GUARD_EXAMPLE, needs_ml=False)
 def run_guard(config: GuardJobConfig, ctx) -> None:
     from engine.data.against import check_file
 

@@ -31,7 +31,7 @@ pretrain_repeats = 8 # passes of the facts in the general pre-training text
 
 
 @job_kind("demo.world", WorldConfig, "write the demo's generated world: general skills and Polish tasks",
-          WORLD_EXAMPLE)
+          WORLD_EXAMPLE, needs_ml=False)
 def run_world(cfg: WorldConfig, ctx) -> None:
     from engine.demo.world import write_world
 

@@ -93,7 +93,7 @@ dtype = "auto"                # bfloat16 on cuda, float32 on cpu
 
 
 @job_kind("gate", GateJobConfig, "Score models, adapters and GGUF files on gates; one gate_result per pair.",
-          EXAMPLE)
+          EXAMPLE, needs_ml=lambda config: any(s.backend != "endpoint" for s in config.subjects))
 def run_gate_job(config: GateJobConfig, ctx) -> None:
     from engine.gates.run import resolve_gates, result_path, run_gates
 

@@ -13,6 +13,9 @@ from slayer_console.commands.common import settings
 @click.pass_context
 def demo(ctx: click.Context, fast: bool, seed: int) -> None:
     """The whole campaign on tiny models, on this machine, into the store."""
+    from engine.extras import require
+
+    require("slayer demo", "ml", "gguf")
     from slayer_console.commands.decide import deltas
     from slayer_console.demo import DEMO_TOLERANCE_PP, run_demo, story
 

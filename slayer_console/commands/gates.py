@@ -112,6 +112,7 @@ def _follow(events: Path, stop: threading.Event) -> None:
 def run_gate(model, adapter, scale, backend, url, concurrency, dtype, gate_values, suite, limit, device, batch_size,
              allow_code_exec, chat_template, fixtures, samples, out_dir, experiment, name, kind) -> None:
     """Score one subject on gates; writes DIR/results/gate_<name>.json."""
+    from engine.extras import require
     from engine.gates.run import check_endpoints, prepare_items, resolve_gates
     from engine.jobs import parse_spec
     from engine.runner import run_job
@@ -119,6 +120,8 @@ def run_gate(model, adapter, scale, backend, url, concurrency, dtype, gate_value
 
     if not gate_values and not suite:
         raise click.UsageError("name at least one --gate or a --suite")
+    if backend != "endpoint":  # a served model is scored over HTTP: the light install does that too
+        require("slayer gate run", "ml", *(["gguf"] if backend == "llama_cpp" else []))
     if (Path(out_dir) / "events.jsonl").exists():
         raise click.UsageError(f"--out {out_dir}: already holds a run; choose a new folder")
     names, files = _gate_options(gate_values)
