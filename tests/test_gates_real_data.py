@@ -128,7 +128,7 @@ def test_chat_template_follows_lm_eval_and_changes_the_fingerprint(tmp_path):
 
 def test_klej_writes_either_format_and_training_warns_on_a_mismatch(tmp_path):
     from engine.data.klej import KlejConfig, build_klej
-    from engine.train.config import GateSettings
+    from engine.train.config import CheckpointGating
     from engine.train.data import plain_tokenizer, read_examples
     from engine.train.gating import format_mismatch
 
@@ -143,11 +143,11 @@ def test_klej_writes_either_format_and_training_warns_on_a_mismatch(tmp_path):
     for chat, plain in zip(written["chat"], written["plain"]):
         assert plain["prompt"] == chat["messages"][0]["content"]
         assert plain["completion"] == " " + chat["messages"][1]["content"]  # the continuation the gate scores
-    settings = GateSettings(gates=["polish_8tags", "style_pref"])
+    settings = CheckpointGating(gates=["polish_8tags", "style_pref"])
     warning = format_mismatch(str(tmp_path / "chat.jsonl"), settings)
     assert "chat format but gates polish_8tags score plain prompts" in warning
     assert format_mismatch(str(tmp_path / "plain.jsonl"), settings) is None
-    chat_gates = GateSettings(gates=["polish_8tags"], chat_template=True)
+    chat_gates = CheckpointGating(gates=["polish_8tags"], chat_template=True)
     assert format_mismatch(str(tmp_path / "chat.jsonl"), chat_gates) is None
     assert "plain format but gates polish_8tags" in format_mismatch(str(tmp_path / "plain.jsonl"), chat_gates)
     from transformers import AutoTokenizer

@@ -7,30 +7,14 @@ from pathlib import Path
 from pydantic import Field, model_validator
 
 from engine.gates.backend import SubjectSpec
-from engine.gates.judge_client import JudgeSettings
-from engine.jobs import JobConfig, job_kind
+from engine.gates.settings import GateSettings
+from engine.jobs import job_kind
 
 
-class GateJobConfig(JobConfig):
+class GateJobConfig(GateSettings):
     subjects: list[SubjectSpec] = Field(min_length=1, description="what to evaluate ([[subjects]] tables)")
-    suite: str | None = Field(None, description="a suite from assets/gates/suites.toml (core, extended)")
-    gates: list[str] = Field(default_factory=list, description="gate names (or gate .toml paths), after the suite")
-    files: dict[str, str] = Field(default_factory=dict, description="gate name (or a user-data key: style_prompts, "
-                                                                    "style_pairs) → local data file")
-    fixtures: bool = Field(False, description="gates without a file here score their tiny shipped fixture "
-                                              "(tests and demos only: too few items to certify anything)")
-    fewshot_files: dict[str, str] = Field(default_factory=dict, description="gate name → local few-shot file")
-    limit: int = Field(0, ge=0, description="score only the first N items of each gate (0: all; a smoke run)")
-    device: str = Field("cpu", description="cpu | cuda | cuda:N")
-    batch_size: int = Field(8, ge=1, description="items per forward pass")
-    chat_template: bool | None = Field(None, description="true/false: every gate's prompts in (or out of) the "
-                                                         "subject's chat template (lm-eval's --apply_chat_template); "
-                                                         "unset: each gate's own setting")
-    allow_code_exec: bool = Field(False, description="run model-generated programs (mbpp, humaneval)")
     samples: str | None = Field(None, description="per-item audit file (JSONL), relative to outputs/")
     out: str | None = Field(None, description="write results/ here instead of under the run's outputs/")
-    judge: JudgeSettings | None = Field(None, description="judge endpoint for judged gates (style_judge, en_chat, "
-                                                          "xstest); default: SLAYER_JUDGE_URL / SLAYER_JUDGE_MODEL")
 
     @model_validator(mode="after")
     def _names(self):
@@ -38,8 +22,6 @@ class GateJobConfig(JobConfig):
         dup = next((n for n in names if names.count(n) > 1), None)
         if dup:
             raise ValueError(f"two subjects are named {dup!r}")
-        if not self.suite and not self.gates:
-            raise ValueError("name a suite or at least one gate")
         return self
 
 
@@ -103,11 +85,9 @@ def run_gate_job(config: GateJobConfig, ctx) -> None:
         samples = Path(config.samples) if Path(config.samples).is_absolute() else ctx.outputs / config.samples
     out = Path(config.out) if config.out else ctx.outputs
     results = run_gates(
-        config.subjects, gates, out, files=config.files, fewshot_files=config.fewshot_files,
-        limit=config.limit, device=config.device, batch_size=config.batch_size,
-        allow_code_exec=config.allow_code_exec, samples_path=samples,
+        config.subjects, gates, out, **config.run_settings(), samples_path=samples,
         progress=lambda done, total, label: ctx.progress(done, total, "items", label),
-        on_result=ctx.gate_result, log=ctx.log, judge=config.judge, fixtures=config.fixtures)
+        on_result=ctx.gate_result, log=ctx.log)
     several = len(config.subjects) > 1
     for result in results:
         ctx.artifact(result_path(out, result["subject"], result["gate"], several).resolve(), "gate_result")

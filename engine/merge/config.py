@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
-from pydantic import Field, create_model, model_validator
+from pydantic import Field, model_validator
 
-from engine.gates.job import GateJobConfig
+from engine.gates.settings import GateSettings
 from engine.jobs import JobConfig
 from engine.merge.methods import METHODS
 
@@ -28,15 +28,11 @@ class MergeVariant(MergeParams):
     scale: float = Field(1.0, description="λ: the combined task vector is added as W + λ·τ")
 
 
-def _gate_settings() -> type[JobConfig]:
-    """The `gate` job's fields minus subjects and output paths, so a sweep gates exactly as that job does."""
-    fields = {name: (f.annotation, f) for name, f in GateJobConfig.model_fields.items()
-              if name not in ("subjects", "samples", "out")}
-    fields["suite"] = (str | None, Field("core", description="a suite from assets/gates/suites.toml (\"\": none)"))
-    return create_model("GateSettings", __base__=JobConfig, **fields)
+class SweepGating(GateSettings):
+    """How candidates are gated: the `gate` job's settings, the core suite unless told otherwise."""
 
-
-GateSettings = _gate_settings()
+    suite: str | None = Field("core", description="a suite from assets/gates/suites.toml (\"\": none)")
+    empty_hint: ClassVar[str | None] = None  # skip_gates, or an empty suite, builds candidates only
 
 
 class MergeSweepConfig(JobConfig):
@@ -47,7 +43,7 @@ class MergeSweepConfig(JobConfig):
     variants: list[MergeVariant] = Field(default_factory=list, description="TIES / DARE candidates")
     materialize_scales: bool = Field(False, description="also write scale candidates to disk (normally the hf "
                                                         "backend applies the adapter at its scale on load)")
-    gate: GateSettings = Field(default_factory=GateSettings,
+    gate: SweepGating = Field(default_factory=SweepGating,
                                description="how candidates are gated ([gate] table; default: the core suite)")
     keep_merged: bool = Field(True, description="false: delete the merged directories once they are gated")
     gate_base: bool = Field(False, description="also gate the base in this run (deltas need a base result with "

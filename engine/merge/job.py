@@ -115,11 +115,7 @@ def run_sweep(config: MergeSweepConfig, ctx) -> None:
         ctx.log(f"candidate {len(specs)}/{len(plans)}: {subject['name']} ({subject['id']})")
     if gates:
         # one call for all candidates: gate data is loaded once, and pairwise gates see the base first
-        # the [gate] table holds the `gate` job's own settings, which are run_gates' keyword arguments
-        settings = {k: getattr(config.gate, k) for k in type(config.gate).model_fields
-                    if k not in ("suite", "gates", "chat_template")}  # resolve_gates' settings, not run_gates'
-
-        run_gates(specs, gates, ctx.outputs, **settings,
+        run_gates(specs, gates, ctx.outputs, **config.gate.run_settings(),
                   progress=lambda done, total, label: ctx.progress(done, total, "items", label),
                   on_result=ctx.gate_result, log=ctx.log)
     if not config.keep_merged:

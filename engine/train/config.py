@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from engine.gates.judge_client import JudgeSettings
+from engine.gates.settings import GateSettings
 from engine.jobs import JobConfig
 
 
@@ -54,33 +54,17 @@ class TrainingSettings(JobConfig):
     gradient_checkpointing: bool = Field(True, description="recompute activations: less memory, ~20 % slower")
 
 
-class GateSettings(JobConfig):
+class CheckpointGating(GateSettings):
     """Gate every checkpoint as soon as it is saved: a `gate` job per checkpoint, while training goes on."""
 
-    suite: str | None = Field(None, description="a suite from assets/gates/suites.toml (core, extended)")
-    gates: list[str] = Field(default_factory=list, description="gate names (or gate .toml paths), after the suite")
-    files: dict[str, str] = Field(default_factory=dict, description="gate name (or style_prompts, style_pairs) → "
-                                                                    "local data file")
-    fewshot_files: dict[str, str] = Field(default_factory=dict, description="gate name → local few-shot file")
-    limit: int = Field(0, ge=0, description="score only the first N items of each gate (0: the gate's full n)")
+    device: str = Field("auto", description="auto (cuda when there is one), cpu, cuda or cuda:N")
     base: bool = Field(True, description="also score the base model once (with the first checkpoint), so every "
                                          "checkpoint has a delta row")
-    device: str = Field("auto", description="auto (cuda when there is one), cpu, cuda or cuda:N")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="dtype the gates load subjects in")
-    batch_size: int = Field(8, ge=1, description="items per forward pass")
-    allow_code_exec: bool = Field(False, description="run model-generated programs (mbpp, humaneval)")
-    chat_template: bool | None = Field(None, description="true/false: every gate's prompts in (or out of) the chat "
-                                                         "template; unset: each gate's own (KLEJ gates: plain)")
     max_parallel: int = Field(1, ge=1, description="gate jobs running at once; later checkpoints wait in line")
-    judge: JudgeSettings | None = Field(
-        None, description="judge endpoint for judged gates ([gates.judge]: url, model); default: the environment")
 
-    @model_validator(mode="after")
-    def _something_to_run(self):
-        if not self.suite and not self.gates:
-            raise ValueError("name a suite or at least one gate (or drop the [gates] table)")
-        return self
+    empty_hint: ClassVar[str | None] = " (or drop the [gates] table)"
 
 
 class TrainJobConfig(JobConfig):
@@ -102,7 +86,7 @@ class TrainJobConfig(JobConfig):
     distributed: Literal["ddp", "fsdp"] = Field("ddp", description="accelerate: DDP or FSDP (full shard)")
     adapter: AdapterConfig = Field(default_factory=AdapterConfig)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
-    gates: GateSettings | None = Field(None, description="gate every checkpoint ([gates] table); none: no gating")
+    gates: CheckpointGating | None = Field(None, description="gate every checkpoint ([gates] table); none: no gating")
 
     @model_validator(mode="after")
     def _processes_need_launcher(self):

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import engine
 from engine.errors import SpecError
+from engine.gates.settings import GateSettings
 from engine.jobs import dumps_toml
-from engine.train.config import GateSettings
+from engine.train.config import CheckpointGating
 
 ROOT = Path(engine.__file__).resolve().parents[1]
 META = ("run", "seq", "ts", "type")
@@ -39,7 +40,7 @@ def read_events(path: Path) -> list[dict]:
     return [json.loads(line) for line in data[: data.rfind(b"\n") + 1].splitlines() if line.strip()]
 
 
-def check_gates(settings: GateSettings, source: str) -> set[str]:
+def check_gates(settings: CheckpointGating, source: str) -> set[str]:
     """The names of the gates each checkpoint is scored on (suite first, then the listed ones), checked before
     training starts: every gate exists, local files name gates of the run, code and judged gates are allowed."""
     from engine.gates.judge_client import judge_from_env
@@ -64,7 +65,7 @@ def check_gates(settings: GateSettings, source: str) -> set[str]:
     return names
 
 
-def format_mismatch(data: str, settings: GateSettings) -> str | None:
+def format_mismatch(data: str, settings: CheckpointGating) -> str | None:
     """A warning when the training data's prompt format (chat `messages`, or plain `prompt`/`completion`) differs
     from the one its Polish NLU gates score: the adapter would learn answers in one format and be judged in
     the other (e.g. after the chat template's assistant header vs straight after `Prawidłowa odpowiedź:`)."""
@@ -86,7 +87,7 @@ def format_mismatch(data: str, settings: GateSettings) -> str | None:
 class CheckpointGater:
     """Runs gate jobs in the background, at most `max_parallel` at once; `close()` waits for all of them."""
 
-    def __init__(self, settings: GateSettings, ctx, run_name: str, done: set[tuple[str, str]], source: str):
+    def __init__(self, settings: CheckpointGating, ctx, run_name: str, done: set[tuple[str, str]], source: str):
         self.settings, self.ctx, self.run_name = settings, ctx, run_name
         self.done = set(done)  # (subject id, gate) pairs already in the training run's events
         self.expected = check_gates(settings, source)
@@ -109,18 +110,10 @@ class CheckpointGater:
 
     def _spec(self, step: int, tables: list[dict]) -> str:
         s = self.settings
-        spec = {"kind": "gate", "name": f"{self.run_name}-gate-ckpt-{step}", "limit": s.limit,
-                "device": resolve_device(s.device), "batch_size": s.batch_size,
-                "allow_code_exec": s.allow_code_exec, "gates": s.gates, "subjects": tables,
-                "files": {k: _abs(v) for k, v in s.files.items()},
-                "fewshot_files": {k: _abs(v) for k, v in s.fewshot_files.items()}}
-        if s.suite:
-            spec["suite"] = s.suite
-        if s.judge:
-            spec["judge"] = s.judge.model_dump(mode="json", exclude_none=True)
-        if s.chat_template is not None:
-            spec["chat_template"] = s.chat_template
-        return dumps_toml(spec)
+        shared = s.model_dump(mode="json", exclude_none=True, include=set(GateSettings.model_fields))
+        shared.update(device=resolve_device(s.device), files={k: _abs(v) for k, v in s.files.items()},
+                      fewshot_files={k: _abs(v) for k, v in s.fewshot_files.items()})
+        return dumps_toml({"kind": "gate", "name": f"{self.run_name}-gate-ckpt-{step}", **shared, "subjects": tables})
 
     def _run(self, step: int, tables: list[dict]) -> None:
         with self._slots:
