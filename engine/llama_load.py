@@ -3,26 +3,36 @@
 from __future__ import annotations
 
 import os
+import threading
+
+_DEFAULTS_SWAP = threading.Lock()
 
 
 def load_llama(path: str | os.PathLike, **llama_args):
     """A llama_cpp.Llama over `path` with llama.cpp's extra buffer types (AMX / repacked weights) off.
 
-    `Llama()` has no switch for them; on CPUs that advertise AMX without granting it they die with SIGILL
-    on quantised files, and scores and fidelity are properties of the file, so they are turned off
-    through the default model params the constructor starts from.
+    On CPUs that advertise AMX without granting it, the repacked buffers die with SIGILL on quantised
+    files; scores and fidelity are properties of the file, so they are turned off. `Llama()` takes no
+    argument for `use_extra_bufts` (llama-cpp-python 0.3.x): its constructor starts from
+    `llama_model_default_params()` and loads the model before returning, so the only place to set the
+    field is that function. It is swapped for one that clears the field for the duration of this one
+    constructor call, under a lock, so two threads loading at once never see each other's swap or
+    restore the wrong function. Loads that bypass this function meanwhile would get plain buffers too,
+    which changes speed, never results.
     """
-    from unittest import mock
-
     import llama_cpp
     import llama_cpp.llama_cpp as binding
 
-    defaults = binding.llama_model_default_params
+    with _DEFAULTS_SWAP:
+        library_defaults = binding.llama_model_default_params
 
-    def plain_buffers():
-        params = defaults()
-        params.use_extra_bufts = False
-        return params
+        def plain_buffers():
+            params = library_defaults()
+            params.use_extra_bufts = False
+            return params
 
-    with mock.patch.object(binding, "llama_model_default_params", plain_buffers):
-        return llama_cpp.Llama(str(path), **llama_args)
+        binding.llama_model_default_params = plain_buffers
+        try:
+            return llama_cpp.Llama(str(path), **llama_args)
+        finally:
+            binding.llama_model_default_params = library_defaults

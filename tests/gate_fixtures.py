@@ -55,13 +55,18 @@ class Quiet(BaseHTTPRequestHandler):
 
 
 class CountingProxy:
-    """Forwards /v1/* to the server; `keys`/`bodies` hold the POSTed requests that got a reply from the server."""
+    """Forwards /v1/* to the server; `keys`/`bodies` hold the POSTed requests that got a reply from the server.
+
+    `reset(rewrite=...)` replaces the content of the server's n-th reply (counted from 0) with what
+    `rewrite(n)` returns, where it returns a string: a deterministic judge verdict over the real protocol.
+    """
 
     def __init__(self, target: str):  # target: the server's API base, …/v1
         self.target = target
         self.keys: list[str] = []
         self.bodies: list[dict] = []
         self.fail_first, self.fail_code, self.delay_s = 0, 503, 0.0
+        self.rewrite = lambda n: None
         self.failed = self.in_flight = self.max_in_flight = 0
         self.lock = threading.Lock()
         proxy = self
@@ -89,8 +94,13 @@ class CountingProxy:
                         proxy.in_flight -= 1
                 with proxy.lock:
                     parsed = json.loads(body)
+                    content = proxy.rewrite(len(proxy.keys))
                     proxy.keys.append(request_key(parsed))
                     proxy.bodies.append(parsed)
+                if content is not None:
+                    answer = json.loads(reply)
+                    answer["choices"][0]["message"]["content"] = content
+                    reply = json.dumps(answer).encode()
                 send(self, 200, reply)
 
         self.server = serve(Handler)
@@ -106,10 +116,11 @@ class CountingProxy:
         while self.in_flight and time.time() < deadline:
             time.sleep(0.05)
 
-    def reset(self, fail_first: int = 0, fail_code: int = 503, delay_s: float = 0.0) -> None:
+    def reset(self, fail_first: int = 0, fail_code: int = 503, delay_s: float = 0.0,
+              rewrite=lambda n: None) -> None:
         with self.lock:
             self.keys, self.bodies = [], []
-            self.fail_first, self.fail_code, self.delay_s = fail_first, fail_code, delay_s
+            self.fail_first, self.fail_code, self.delay_s, self.rewrite = fail_first, fail_code, delay_s, rewrite
             self.failed, self.max_in_flight = 0, self.in_flight
 
     def close(self) -> None:

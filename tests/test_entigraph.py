@@ -161,7 +161,7 @@ def scripted(body: dict) -> str:
     return "Związek encji: " + EXAM  # a relation that repeats an exam question word for word
 
 
-def test_faults_are_retried_or_skipped_and_counted_and_a_rerun_asks_only_for_the_rest(tmp_path):
+def test_scripted_teacher_faults_are_retried_or_skipped_and_counted_and_a_rerun_asks_only_for_the_rest(tmp_path):
     # The first try of each of these requests (prompt start, Wisła chunk?) gets a fault; the Kopernik summary
     # gets HTTP 500 on every try, so it is skipped past its retries.
     first_try = {("Przeczytaj", True): "500", ("Przepisz fragment własnymi słowami, w stylu: artykuł", True): "hang",

@@ -53,7 +53,7 @@ def test_judged_gate_without_a_judge_fails_before_loading_models(monkeypatch, tm
         run_gates([], resolve_gates(None, ["style_judge"]), tmp_path)
 
 
-def test_offline_gates_end_to_end(home, tmp_path, monkeypatch):
+def test_offline_gates_end_to_end_with_a_fake_languagetool(home, tmp_path, monkeypatch):
     tool = FakeLanguageTool()
     monkeypatch.setenv("SLAYER_LANGUAGETOOL_URL", tool.url)
     monkeypatch.delenv("SLAYER_JUDGE_URL", raising=False)
