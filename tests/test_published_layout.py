@@ -224,3 +224,16 @@ def test_export_verify_gate_and_card_on_the_published_layout(published, chain, t
     card = render_card(store, "pub")
     assert "Q8_0" in card and "polish_psc" in card
     store.close()
+
+
+def test_lora_gguf_of_the_published_layout_matches_the_merged_model(published, chain, tmp_path):
+    """llama.cpp applies a plain-LoRA GGUF (here the CPT adapter) to the text GGUF of the published base."""
+    pytest.importorskip("llama_cpp")
+    tmp, _, _ = chain
+    spec = parse_spec({"kind": "export.gguf", "model": str(published), "adapter": str(tmp / "cpt" / "outputs" / "adapter"),
+                       "scale": 0.5, "quants": [], "lora_gguf": True, "file_stem": "pub"}, "test")
+    run = tmp_path / "export"
+    assert run_job(spec, run) == "succeeded", (run / "events.jsonl").read_text()[-2000:]
+    events = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()]
+    (lora,) = [e for e in of_type(events, "artifact") if e["kind"] == "gguf_lora"]
+    assert lora["kl"] < 1e-4 and lora["lora_scale"] == 0.5
