@@ -66,7 +66,7 @@ class SlayerApp(WorkerErrors, App):
         super().__init__()
         self.settings = settings
         self.poll_s = poll_s
-        self.deltas = DeltaCache()
+        self.deltas = DeltaCache(settings.experiment_config)
         self.box_reports: dict[str, object] = {}  # box name → last BoxReport of `check`
         self.job_kinds: dict[str, object] = {}  # job kind name → engine.jobs.JobKind (loaded in a worker)
         self.box_names: list[str] = ["local"]
@@ -137,6 +137,8 @@ class SlayerApp(WorkerErrors, App):
 
     # -- state ------------------------------------------------------------------------------------
     def watch_experiment(self) -> None:
+        if self.experiment:
+            self.lam = self.objective.lam  # each experiment opens at its config's λ
         self._update_subtitle()
 
     def watch_lam(self) -> None:
@@ -147,7 +149,21 @@ class SlayerApp(WorkerErrors, App):
 
     def _update_subtitle(self) -> None:
         tol = "gate tol" if self.tolerance is None else f"tol {self.tolerance:g}pp"
-        self.sub_title = f"experiment: {self.experiment or '—'} · λ {self.lam:g} · {tol}"
+        score = f" · score = {self.objective.formula(self.lam)}" if self.experiment else ""
+        self.sub_title = f"experiment: {self.experiment or '—'} · λ {self.lam:g} · {tol}{score}"
+
+    @property
+    def objective(self):
+        """The experiment's config (its objective is in the header); a bad file is an error toast, and the
+        plan's defaults are used meanwhile."""
+        from engine.errors import SpecError
+        from store.experiment_config import ExperimentConfig
+
+        try:
+            return self.settings.experiment_config(self.experiment)
+        except SpecError as e:
+            self.notify(str(e), severity="error", timeout=10)
+            return ExperimentConfig()
 
     def change_lambda(self, step: int) -> None:
         self.lam = step_ladder(LAMBDAS, self.lam, step)

@@ -32,6 +32,13 @@ class Settings:
     def url(self) -> str:
         return self.db_url or f"sqlite:///{self.home / 'slayer.db'}"
 
+    def experiment_config(self, experiment: str):
+        """The experiment's config, `experiments/NAME.toml` in the home (the plan's defaults when absent):
+        the objective's weights and λ, the tolerance per axis (store.experiment_config)."""
+        from store.experiment_config import load_experiment_config
+
+        return load_experiment_config(self.home / "experiments" / f"{experiment}.toml")
+
     def store(self):
         """The store, opened (and upgraded) on first use."""
         if self._store is None:

@@ -94,23 +94,26 @@ def table_key(store) -> tuple:
 
 
 class DeltaCache:
-    """The last delta table per experiment, recomputed only when gate results, subjects or decisions
-    changed; λ and tolerance changes go through the cheap `rescore`. Thread-safe: concurrent loaders
-    wait for one computation instead of repeating it."""
+    """The last delta table per experiment, recomputed only when gate results, subjects, decisions or the
+    experiment's config changed; λ and tolerance changes go through the cheap `rescore`. Thread-safe:
+    concurrent loaders wait for one computation instead of repeating it. `configs` gives an experiment's
+    config (Settings.experiment_config)."""
 
-    def __init__(self):
+    def __init__(self, configs=None):
         self._lock = threading.Lock()
         self._tables: dict[str, tuple[tuple, object]] = {}
+        self._configs = configs
 
     def table(self, store, experiment: str):
         from store.deltas import delta_table
 
         with self._lock:
-            key = table_key(store)
+            config = self._configs(experiment) if self._configs else None
+            key = (table_key(store), config)
             hit = self._tables.get(experiment)
             if hit is not None and hit[0] == key:
                 return hit[1]
-            table = delta_table(store, experiment)
+            table = delta_table(store, experiment, config=config)
             self._tables[experiment] = (key, table)
             return table
 

@@ -18,6 +18,7 @@ from engine.errors import SpecError
 from engine.vocab import AXES, VERDICTS, axis_order
 from store.decisions import decisions_for, find_subject
 from store.deltas import DeltaRow, DeltaTable, best, delta_table, get_experiment
+from store.experiment_config import ExperimentConfig
 from store.models import Artifact, GateResult, Metric, Run, Subject
 from store.store import Store
 
@@ -78,9 +79,20 @@ def _comparison(title: str, table: DeltaTable, subject_id: str, names: dict[str,
     row = table.row(subject_id)
     summary = (f"Against **{names.get(table.base_subject_id, table.base_subject_id)}**: verdict **{row.verdict}**, "
                f"style gain {_f(row.style_gain_pp)} pp, worst general regression {_f(row.worst_regression_pp)} pp, "
-               f"score {_f(row.score, '{:.2f}')} (λ = {table.lam:g}, tolerance "
-               f"{'per gate' if table.tolerance_pp is None else f'{table.tolerance_pp:g} pp'}).")
-    return "\n\n".join([f"### {title}", summary, *_axis_sections(row, table)])
+               f"score {_f(row.score, '{:.2f}')} = {table.config.formula(table.lam)} (tolerance "
+               f"{'per axis/gate' if table.tolerance_pp is None else f'{table.tolerance_pp:g} pp'}).")
+    return "\n\n".join([f"### {title}", summary, _axis_verdicts(row), *_axis_sections(row, table)])
+
+
+def _axis_verdicts(row: DeltaRow) -> str:
+    """One line per axis: its gates' paired items pooled, and what that n can see."""
+    lines = [[a.axis, ", ".join(a.gates) or "—", a.n or "—", _f(a.gain_pp),
+              f"[{_f(a.ci_low_pp)}, {_f(a.ci_high_pp)}]" if a.ci_low_pp is not None else "—",
+              _f(a.detectable_pp, "{:.1f}"), f"{a.tolerance_pp:g}",
+              VERDICTS[a.verdict].label + (f" ({a.note})" if a.note else "")]
+             for a in row.axes.values()]
+    return "#### Axis verdicts (each axis's gates pooled)\n\n" + _md_table(
+        ["axis", "gates", "n", "gain pp", "95% CI", "detectable drop", "tol.", "verdict"], lines)
 
 
 def _front_matter(subj: Subject, row: DeltaRow, table: DeltaTable, base_model: str | None) -> dict:
@@ -169,10 +181,11 @@ def _pick_subject(store: Store, experiment: str, subject: str | None, table: Del
     return top.subject_id
 
 
-def render_card(store: Store, experiment: str, subject: str | None = None, lam: float = 1.0,
-                tolerance_pp: float | None = None) -> str:
-    """The card of `subject` (default: the latest accepted subject, else the best-scoring one)."""
-    table = delta_table(store, experiment, lam=lam, tolerance_pp=tolerance_pp)
+def render_card(store: Store, experiment: str, subject: str | None = None, lam: float | None = None,
+                tolerance_pp: float | None = None, config: ExperimentConfig | None = None) -> str:
+    """The card of `subject` (default: the latest accepted subject, else the best-scoring one), scored by the
+    experiment's config (store.experiment_config; default: the plan's objective)."""
+    table = delta_table(store, experiment, lam=lam, tolerance_pp=tolerance_pp, config=config)
     sid = _pick_subject(store, experiment, subject, table)
     row = table.row(sid)
     with store.session() as s:
@@ -207,7 +220,7 @@ def render_card(store: Store, experiment: str, subject: str | None = None, lam: 
     for ref in (x for x in subjects if x.kind == "reference" and x.subject_id != sid):
         parts.append(_comparison(f"vs {ref.name} (reference)",
                                  delta_table(store, experiment, reference=ref.subject_id, lam=lam,
-                                             tolerance_pp=tolerance_pp), sid, names))
+                                             tolerance_pp=tolerance_pp, config=config), sid, names))
     parts += ["### All subjects vs the base", markdown_delta_table(table)]
     if latency:
         parts += ["## Latency and cost", latency]

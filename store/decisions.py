@@ -64,7 +64,7 @@ def find_subject(store: Store, ref: str, experiment: str | None = None) -> tuple
 
 
 def decide(store: Store, subject: str, verdict: str, reason: str, actor: str | None = None, override: bool = False,
-           lam: float = 1.0, tolerance: float | None = None, experiment: str | None = None) -> DecisionView:
+           lam: float | None = None, tolerance: float | None = None, experiment: str | None = None) -> DecisionView:
     """Record a decision on a subject with the delta row it was based on (under `lam` and `tolerance`).
 
     Accepting a subject whose row has any FAIL cell needs override=True and a reason that says
@@ -84,7 +84,7 @@ def decide(store: Store, subject: str, verdict: str, reason: str, actor: str | N
                             f"and a reason that says so")
         if "override" not in reason.lower():
             raise SpecError(f"decision: the reason for overriding FAIL on {', '.join(fails)} must say 'override'")
-    snapshot = {"row": row.as_dict(), "base_subject_id": table.base_subject_id, "lambda": lam,
+    snapshot = {"row": row.as_dict(), "base_subject_id": table.base_subject_id, "lambda": table.lam,
                 "tolerance_pp": tolerance, "gates": [list(g) for g in table.gates]}
     with store.write() as s:
         d = Decision(subject_pk=subj.id, verdict=verdict, reason=reason, actor=actor or default_actor(),

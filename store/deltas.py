@@ -1,10 +1,14 @@
 """Delta tables: every subject of an experiment vs the base per gate (paired, fingerprint-matched), scored.
 
-Axes (engine.vocab). Style gain = the mean direction-adjusted delta (pp) over the "style" axis's gates.
-General regression = the worst drop (pp) over the "general" axes (English knowledge, reasoning, math, code,
-…). Polish NLU and grammar are Polish targets, not general skills: they get verdicts (a FAIL there still
-blocks a plain accept) but count in neither the style gain nor the regression.
-Score = style_gain − λ · max(0, general_regression).
+Axes (engine.vocab). A gate's gain is its delta turned so that + is better; an axis's mean gain is the mean over its
+compared gates. General regression = the worst drop (pp) over the general axes' gates (en_knowledge,
+reasoning, math, code, multilingual, factuality, instruction, safety). Score (the v2.1 objective, weights and λ from the
+experiment's config, store.experiment_config) = Σ weight(axis) · mean gain(axis) − λ · max(0, regression);
+by default style gain + mean Polish NLU gain − λ · max(0, regression).
+
+Verdicts per cell and per axis: an axis pools the paired items of its compared gates (stats.pooled) and is
+judged against the axis's tolerance. PASS within tolerance, UNDERPOWERED when within tolerance but n could
+not see a drop of the tolerance's size, WARN beyond it but not significant, FAIL significant beyond it.
 
 Units. Outcomes within [0, 1] (accuracy, F1, probabilities) are proportions: deltas are percentage
 points (×100). Other metrics (grammar errors per 100 words, judge scores) keep their own units, and
@@ -22,6 +26,7 @@ from sqlalchemy import select
 from engine.errors import NotFound, SpecError
 from engine.vocab import COMPARED, GENERAL_AXES, STYLE_AXES, axis_order, worst_verdict
 from store import stats
+from store.experiment_config import ExperimentConfig
 from store.models import Decision, Experiment, GateResult, Subject
 from store.store import Store
 
@@ -65,6 +70,40 @@ class DeltaCell:
 
 
 @dataclass(frozen=True)
+class AxisCell:
+    """One axis of one subject: the paired items of its compared gates pooled into one comparison, turned so
+    that + is better (stats.pooled), and judged against the axis's tolerance."""
+
+    axis: str
+    gates: tuple[str, ...]  # the gates pooled
+    n: int | None
+    gain_pp: float | None
+    ci_low_pp: float | None
+    ci_high_pp: float | None
+    p_value: float | None
+    detectable_pp: float | None
+    tolerance_pp: float
+    verdict: str  # PASS | UNDERPOWERED | WARN | FAIL | MISMATCH | NA
+    note: str = ""
+    method: str | None = None
+
+    value = None  # a base row has no axes; the grid shows an axis like a cell
+    higher_is_better = True
+
+    @property
+    def delta_pp(self) -> float | None:
+        """An axis is already turned so that + is better: its delta is its gain."""
+        return self.gain_pp
+
+    def detail(self) -> str:
+        if self.verdict not in COMPARED:
+            return f"axis {self.axis} · {self.verdict}" + (f": {self.note}" if self.note else "")
+        return (f"axis {self.axis} ({len(self.gates)} gates pooled) {self.gain_pp:+.1f} pp, paired CI "
+                f"[{self.ci_low_pp:+.1f}, {self.ci_high_pp:+.1f}], p={self.p_value:.3g}, n={self.n}, detectable drop "
+                f"≥ {self.detectable_pp:.1f} pp, tolerance {self.tolerance_pp:g} pp → {self.verdict}")
+
+
+@dataclass(frozen=True)
 class DeltaRow:
     subject_id: str
     name: str
@@ -74,8 +113,11 @@ class DeltaRow:
     style_gain_pp: float | None
     worst_regression_pp: float | None
     score: float | None
-    verdict: str  # the worst cell verdict: FAIL > WARN > MISMATCH > PASS; BASE for the base; NA
+    verdict: str  # the worst cell or axis verdict (engine.vocab ranks); BASE for the base; NA
     decision: str | None  # the latest decision: accept | reject
+    axes: dict[str, AxisCell] = dataclasses.field(default_factory=dict)
+    axis_gains_pp: dict[str, float] = dataclasses.field(default_factory=dict)  # axis → mean gain of its gates
+    gain_pp: float | None = None  # the score's gain term: Σ weight(axis) · mean gain(axis)
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -88,8 +130,9 @@ class DeltaTable:
     gates: list[tuple[str, str]]  # (gate, axis), ordered by axis
     rows: list[DeltaRow]
     lam: float = 1.0
-    tolerance_pp: float | None = None  # None: each gate's own tolerance
+    tolerance_pp: float | None = None  # None: the config's per axis, else each gate's own
     against: str = "base"  # "base" or "reference"
+    config: ExperimentConfig = dataclasses.field(default_factory=ExperimentConfig)
 
     def row(self, subject_id: str) -> DeltaRow:
         return next(r for r in self.rows if r.subject_id == subject_id)
@@ -215,8 +258,7 @@ def _cell(url: str, gate: str, axis: str, base_results: list, results: list, is_
                   detectable_pp=st.detectable * k)
     delta_pp = st.delta * k
     return DeltaCell(**common, base_value=_value(base), value=_value(cand), delta_pp=delta_pp, n=st.n,
-                     verdict=stats.verdict(delta_pp, st.p_value, ref.tolerance_pp, ref.higher_is_better),
-                     method=st.method, fingerprint_hash=cand.fingerprint_hash)
+                     verdict="PASS", method=st.method, fingerprint_hash=cand.fingerprint_hash)  # judged in _judge_row
 
 
 def gate_seed(gate: str) -> tuple[int, int]:
@@ -233,31 +275,64 @@ def _unpairable(base: tuple, cand: tuple) -> str | None:
     return None
 
 
-def _fill_stats(s, url: str, pairs: list[tuple]) -> None:
-    """Compute (and cache) the statistics of every (base, candidate) pair not cached yet: one batch per
-    gate, base result and method, so all candidates of a gate share one bootstrap (stats.compare_many)."""
-    todo = [(b, c) for b, c in pairs if (url, b.id, c.id) not in _STATS_CACHE]
-    if not todo:
+# (store url, axis, the pairs pooled) → the axis's pooled PairedStats, or a note why there is none.
+_AXIS_CACHE: dict[tuple, stats.PairedStats | str] = {}
+
+
+def _axis_key(url: str, axis: str, pairs: list[tuple]) -> tuple:
+    return url, axis, tuple(sorted((b.id, c.id) for b, c in pairs))
+
+
+def _batch(gate: str, f1: bool, base: tuple, cands: list[tuple]) -> stats.Batch:
+    if f1:
+        return stats.compare_f1(base[1], [c[1] for c in cands], cands[0][2], seed=gate_seed(gate))
+    return stats.compare_many(base[0], [c[0] for c in cands], seed=gate_seed(gate))
+
+
+def _pool(url: str, pairs: list[tuple], boots: dict) -> stats.PairedStats | str:
+    """An axis's paired gates pooled, each gate's delta turned so that + is better."""
+    compared = [(b, c, _STATS_CACHE[(url, b.id, c.id)]) for b, c in pairs if (b.id, c.id) in boots]
+    if not compared:
+        return "no gate of this axis could be paired"
+    units = {"pp" if st.proportion else c.primary_metric for b, c, st in compared}
+    if len(units) > 1:
+        return f"its gates are in different units ({', '.join(sorted(units))}): not pooled"
+    return stats.pooled([(1.0 if c.higher_is_better else -1.0, st, boots[(b.id, c.id)]) for b, c, st in compared])
+
+
+def _fill_stats(s, url: str, groups: dict[tuple, list]) -> None:
+    """Compute (and cache) the statistics of every (base, candidate) pair not cached yet, and every axis
+    pool (subject × axis) not cached yet. One batch per gate, base result and method, so all candidates
+    of a gate share one bootstrap (stats.compare_many); axis by axis, so only one axis's resampled
+    deltas are in memory at a time."""
+    todo = {(b.id, c.id): (b, c) for ps in groups.values() for b, c in ps if (url, b.id, c.id) not in _STATS_CACHE}
+    pools = {k: ps for k, ps in groups.items() if _axis_key(url, k[1], ps) not in _AXIS_CACHE}
+    need = dict(todo)
+    for ps in pools.values():
+        need.update({(b.id, c.id): (b, c) for b, c in ps})
+    if not need:
         return
-    vectors = _load(s, {r.id for pair in todo for r in pair}, GateResult.outcomes, GateResult.preds, GateResult.golds)
-    batches: dict[tuple, list] = {}
-    for b, c in todo:
-        note = _unpairable(vectors[b.id], vectors[c.id])
-        if note:
-            _STATS_CACHE[(url, b.id, c.id)] = note
-            continue
-        (_, bp, _), (_, cp, cg) = vectors[b.id], vectors[c.id]
-        f1 = "f1" in c.primary_metric.lower() and bool(bp) and bool(cp) and bool(cg)
-        batches.setdefault((c.gate, b.id, f1), []).append(c)
-    for (gate, base_id, f1), cands in batches.items():
-        base = vectors[base_id]
-        if f1:
-            batch = stats.compare_f1(base[1], [vectors[c.id][1] for c in cands], vectors[cands[0].id][2],
-                                     seed=gate_seed(gate))
-        else:
-            batch = stats.compare_many(base[0], [vectors[c.id][0] for c in cands], seed=gate_seed(gate))
-        for c, st in zip(cands, batch.stats):
-            _STATS_CACHE[(url, base_id, c.id)] = st
+    vectors = _load(s, {r.id for pair in need.values() for r in pair}, GateResult.outcomes, GateResult.preds,
+                    GateResult.golds)
+    for axis in sorted({c.axis for _, c in need.values()}):
+        batches: dict[tuple, list] = {}
+        for b, c in (pair for pair in need.values() if pair[1].axis == axis):
+            note = _unpairable(vectors[b.id], vectors[c.id])
+            if note:
+                _STATS_CACHE[(url, b.id, c.id)] = note
+                continue
+            (_, bp, _), (_, cp, cg) = vectors[b.id], vectors[c.id]
+            f1 = "f1" in c.primary_metric.lower() and bool(bp) and bool(cp) and bool(cg)
+            batches.setdefault((c.gate, b.id, f1), []).append(c)
+        boots = {}
+        for (gate, base_id, f1), cands in batches.items():
+            batch = _batch(gate, f1, vectors[base_id], [vectors[c.id] for c in cands])
+            for c, st, boot in zip(cands, batch.stats, batch.boot):
+                _STATS_CACHE.setdefault((url, base_id, c.id), st)  # a cached pair keeps the numbers it showed
+                boots[(base_id, c.id)] = boot
+        for (_, ax), ps in pools.items():
+            if ax == axis:
+                _AXIS_CACHE[_axis_key(url, axis, ps)] = _pool(url, ps, boots)
 
 
 # -- scoring --------------------------------------------------------------------------------------
@@ -269,54 +344,95 @@ def _replace(obj, **changes):
     return new
 
 
-def _rescore_cell(c: DeltaCell, tolerance_pp: float | None) -> DeltaCell:
-    tol = c.gate_tolerance_pp if tolerance_pp is None else tolerance_pp
-    v = stats.verdict(c.delta_pp, c.p_value, tol, c.higher_is_better) if c.verdict in COMPARED else c.verdict
+def _tolerance(axis: str, gate_tolerances: list[float], tolerance_pp: float | None,
+               config: ExperimentConfig) -> float:
+    """The tolerance that judges a cell (one gate's) or an axis (the strictest of its gates'): the one set for
+    every gate, else the config's for the axis, else the gates' own."""
+    if tolerance_pp is not None:
+        return tolerance_pp
+    return config.tolerance_pp.get(axis, min(gate_tolerances, default=0.5))
+
+
+def _judge_cell(c: DeltaCell, tol: float) -> DeltaCell:
+    v = (stats.verdict(c.delta_pp, c.p_value, tol, c.higher_is_better, c.detectable_pp)
+         if c.verdict in COMPARED else c.verdict)
     return c if (v, tol) == (c.verdict, c.tolerance_pp) else _replace(c, verdict=v, tolerance_pp=tol)
 
 
-def _row_verdict(cells: dict[str, DeltaCell]) -> str:
-    verdict = worst_verdict(c.verdict for c in cells.values())
+def _judge_axis(a: AxisCell, tol: float) -> AxisCell:
+    v = (stats.verdict(a.gain_pp, a.p_value, tol, True, a.detectable_pp)
+         if a.verdict in COMPARED else a.verdict)
+    return a if (v, tol) == (a.verdict, a.tolerance_pp) else _replace(a, verdict=v, tolerance_pp=tol)
+
+
+def _row_verdict(row: DeltaRow) -> str:
+    verdicts = [c.verdict for c in row.cells.values()] + [a.verdict for a in row.axes.values()]
+    verdict = worst_verdict(verdicts) or "NA"
     return verdict if verdict in COMPARED or verdict == "MISMATCH" else "NA"
 
 
-def _score(style_gain: float | None, worst: float | None, lam: float) -> float:
-    return (style_gain or 0.0) - lam * max(0.0, worst or 0.0)
+def _score(gain: float | None, worst: float | None, lam: float) -> float:
+    return (gain or 0.0) - lam * max(0.0, worst or 0.0)
 
 
-def _score_row(row: DeltaRow, cells: dict[str, DeltaCell], lam: float) -> DeltaRow:
+def _judge_row(row: DeltaRow, tolerance_pp: float | None, config: ExperimentConfig, lam: float) -> DeltaRow:
+    """Verdicts of every cell and axis under the tolerance, then the gains and the score under the config."""
+    cells = {g: _judge_cell(c, _tolerance(c.axis, [c.gate_tolerance_pp], tolerance_pp, config))
+             for g, c in row.cells.items()}
+    axes = {a: _judge_axis(x, _tolerance(a, [c.gate_tolerance_pp for c in cells.values() if c.axis == a],
+                                         tolerance_pp, config)) for a, x in row.axes.items()}
     compared = [c for c in cells.values() if c.verdict in COMPARED]
-    style = [c.gain_pp for c in compared if c.axis in STYLE_AXES]
+    per_axis: dict[str, list[float]] = {}
+    for c in compared:
+        per_axis.setdefault(c.axis, []).append(c.gain_pp)
+    gains = {a: sum(v) / len(v) for a, v in per_axis.items()}
     drops = [-c.gain_pp for c in compared if c.axis in GENERAL_AXES]
-    style_gain = sum(style) / len(style) if style else None
     worst = max(drops) if drops else None
-    return _replace(row, cells=cells, style_gain_pp=style_gain, worst_regression_pp=worst,
-                    score=_score(style_gain, worst, lam) if compared else None, verdict=_row_verdict(cells))
+    gain = sum(w * gains.get(a, 0.0) for a, w in config.weights.items()) if compared else None
+    row = _replace(row, cells=cells, axes=axes, axis_gains_pp=gains, gain_pp=gain,
+                   style_gain_pp=gains.get(STYLE_AXES[0]), worst_regression_pp=worst,
+                   score=_score(gain, worst, lam) if compared else None)
+    return _replace(row, verdict=_row_verdict(row))
 
 
-def rescore(table: DeltaTable, lam: float = 1.0, tolerance_pp: float | None = None) -> DeltaTable:
+def rescore(table: DeltaTable, lam: float | None = None, tolerance_pp: float | None = None) -> DeltaTable:
     """Re-rank for another λ / tolerance without touching the database or redoing any bootstrap.
 
-    Style gain and worst regression do not depend on the tolerance, so a new λ only recomputes the
-    scores (O(rows)); a new tolerance recomputes the verdicts from the stored estimates and p-values."""
+    Gains and the worst regression do not depend on the tolerance, so a new λ only recomputes the
+    scores (O(rows)); a new tolerance recomputes the verdicts from the stored estimates and p-values.
+    λ None: the experiment config's."""
+    lam = table.config.lam if lam is None else lam
     rows = []
     for row in table.rows:
         if row.verdict == "BASE":
             rows.append(row)
         elif tolerance_pp == table.tolerance_pp:
-            score = None if row.score is None else _score(row.style_gain_pp, row.worst_regression_pp, lam)
-            rows.append(_replace(row, score=score))
+            rows.append(_replace(row, score=None if row.score is None else _score(row.gain_pp,
+                                                                                  row.worst_regression_pp, lam)))
         else:
-            cells = {g: _rescore_cell(c, tolerance_pp) for g, c in row.cells.items()}
-            rows.append(_replace(row, cells=cells, verdict=_row_verdict(cells),
-                                 score=None if row.score is None else _score(row.style_gain_pp,
-                                                                             row.worst_regression_pp, lam)))
+            rows.append(_judge_row(row, tolerance_pp, table.config, lam))
     return _replace(table, rows=rows, lam=lam, tolerance_pp=tolerance_pp)
 
 
+def _axis_cell(url: str, axis: str, pairs: list[tuple], cells: list[DeltaCell]) -> AxisCell:
+    """The pooled axis of one subject, before its verdict (_judge_axis gives it)."""
+    st = _AXIS_CACHE[_axis_key(url, axis, pairs)] if pairs else None
+    if not isinstance(st, stats.PairedStats):
+        verdict = "MISMATCH" if any(c.verdict == "MISMATCH" for c in cells) else "NA"
+        return AxisCell(axis, (), None, None, None, None, None, None, 0.5, verdict, st or "no gate compared")
+    k = 100.0 if st.proportion else 1.0
+    gates = tuple(sorted(c.gate for c in cells if c.verdict in COMPARED))
+    return AxisCell(axis, gates, st.n, st.delta * k, st.ci_low * k,
+                    st.ci_high * k, st.p_value, st.detectable * k, 0.5, "PASS", method=st.method)
+
+
 def delta_table(store: Store, experiment: str, base: str | None = None, reference: str | None = None,
-                tolerance_pp: float | None = None, lam: float = 1.0) -> DeltaTable:
-    """Every subject of `experiment` vs the base on every gate.
+                tolerance_pp: float | None = None, lam: float | None = None,
+                config: ExperimentConfig | None = None) -> DeltaTable:
+    """Every subject of `experiment` vs the base on every gate, and on every axis (its gates pooled).
+
+    `config` is the experiment's (store.experiment_config.load_experiment_config; default: the plan's
+    objective, the gates' own tolerances); `lam` overrides its λ, `tolerance_pp` every tolerance.
 
     The base is `base` (id, prefix or name), else the experiment's base_subject, else its subject of
     kind "base". `reference` compares against that subject instead (the card's "vs references").
@@ -337,20 +453,23 @@ def delta_table(store: Store, experiment: str, base: str | None = None, referenc
         if comparator is None:
             comparator = next((x for x in subjects if x.kind == "base"), None)
         base_results = results.get(comparator.id, {}) if comparator else {}
-        pairs, unmatched = [], set()
+        groups, unmatched = {}, set()  # (subject pk, axis) → its (base, candidate) pairs
         for pk, per_gate in results.items():
             for gate, rs in per_gate.items():
                 if pk == getattr(comparator, "id", None) or not base_results.get(gate):
                     continue
                 pair = _pick(base_results[gate], rs)
                 if pair:
-                    pairs.append(pair)
+                    groups.setdefault((pk, pair[1].axis), []).append(pair)
                 else:
                     unmatched |= {base_results[gate][0].id, rs[0].id}
-        _fill_stats(s, store.url, pairs)
+        _fill_stats(s, store.url, groups)
         fingerprints = _load(s, unmatched, GateResult.fingerprint) if unmatched else {}
     gate_axis = {r.gate: r.axis for per in results.values() for rs in per.values() for r in rs}
     gates = sorted(gate_axis.items(), key=lambda ga: (*axis_order(ga[1]), ga[0]))
+    config = config or ExperimentConfig()
+    lam = config.lam if lam is None else lam
+    axes = list(dict.fromkeys(a for _, a in gates))
     rows = []
     for subj in ([comparator] if comparator else []) + [x for x in subjects if x is not comparator]:
         is_base = subj is comparator
@@ -360,10 +479,13 @@ def delta_table(store: Store, experiment: str, base: str | None = None, referenc
             cells = {g: _replace(c, verdict="NA", note="no base subject") for g, c in cells.items()}
         row = DeltaRow(subj.subject_id, subj.name, subj.kind, subj.step, cells, None, None, None,
                        "BASE" if is_base else "NA", decisions.get(subj.id))
-        rows.append(row if is_base else _score_row(row, cells, lam))
-    table = DeltaTable(experiment, comparator.subject_id if comparator else None, gates, rows, lam, None,
-                       "reference" if reference else "base")
-    return rescore(table, lam, tolerance_pp) if tolerance_pp is not None else table
+        if not is_base:
+            row = _replace(row, axes={a: _axis_cell(store.url, a, groups.get((subj.id, a), []),
+                                                    [c for c in cells.values() if c.axis == a]) for a in axes})
+            row = _judge_row(row, tolerance_pp, config, lam)
+        rows.append(row)
+    return DeltaTable(experiment, comparator.subject_id if comparator else None, gates, rows, lam, tolerance_pp,
+                      "reference" if reference else "base", config)
 
 
 def _candidates(table: DeltaTable) -> list[DeltaRow]:
@@ -371,12 +493,13 @@ def _candidates(table: DeltaTable) -> list[DeltaRow]:
 
 
 def pareto_frontier(table: DeltaTable) -> list[DeltaRow]:
-    """Rows no other row beats on both style gain (higher) and worst general regression (lower),
-    sorted by style gain, highest first. A missing style gain or regression counts as 0.
+    """Rows no other row beats on both gain (the score's gain term, higher) and worst general regression
+    (lower), sorted by gain, highest first. A missing gain or regression counts as 0. The best row under
+    any λ is on this frontier.
 
     One sweep in order of falling gain: a row is on the frontier when its regression is below every
     regression of a row with more gain, and the lowest among rows with the same gain."""
-    pts = sorted(((r.style_gain_pp or 0.0, r.worst_regression_pp or 0.0, r) for r in _candidates(table)),
+    pts = sorted(((r.gain_pp or 0.0, r.worst_regression_pp or 0.0, r) for r in _candidates(table)),
                  key=lambda p: (-p[0], p[1]))
     front, below, i = [], float("inf"), 0
     while i < len(pts):

@@ -146,6 +146,12 @@ def detectable_drop_binary(b: int, c: int, n: int, alpha: float = ALPHA, power: 
     return min(1.0, (_z(1 - alpha / 2) + _z(power)) * math.sqrt(psi / n))
 
 
+def items_needed(tolerance: float, discordance: float, alpha: float = ALPHA, power: float = POWER) -> int:
+    """Paired 0/1 items McNemar needs to detect a drop of `tolerance` (a fraction) with `power`: Connor's
+    n = (z_{1−α/2} + z_{power})² · ψ / δ² for discordance rate ψ — detectable_drop_binary solved for n."""
+    return math.ceil((_z(1 - alpha / 2) + _z(power)) ** 2 * discordance / tolerance ** 2)
+
+
 def detectable_drop(se: float, alpha: float = ALPHA, power: float = POWER) -> float:
     """Smallest drop a paired comparison with standard error `se` detects: (z_{1−α/2} + z_{power}) · se
     (the normal-approximation minimum detectable effect; se is the paired difference's SE)."""
@@ -228,12 +234,42 @@ def compare(base, cand, base_preds: list[int] | None = None, cand_preds: list[in
     return compare_many(base, [cand], B, seed).stats[0]
 
 
+def pooled(parts: list[tuple[float, PairedStats, np.ndarray]], alpha: float = ALPHA) -> PairedStats:
+    """Several gates' paired items pooled into one comparison (an axis's verdict): the estimate is the
+    item-weighted mean gain Σ nᵍ·sᵍ·Δᵍ / Σ nᵍ, where sᵍ = ±1 turns each gate's delta so that + is better.
+
+    Each part is (sᵍ, the gate's statistics, its B resampled deltas). The gates were resampled
+    independently (one seed per gate), so Σ nᵍ·sᵍ·bootᵍ / Σ nᵍ is the stratified bootstrap of the
+    pooled estimate (Efron & Tibshirani 1993, §8.4: resample within strata, keep their sizes). When
+    every part is 0/1 the pooled items are 0/1 pairs too: McNemar on the summed discordant counts and
+    Connor's detectable drop at the pooled n; otherwise the bootstrap p and (z + z)·SE."""
+    n = sum(st.n for _, st, _ in parts)
+    gain = sum(st.n * sign * st.delta for sign, st, _ in parts) / n
+    boot = sum(st.n * sign * b for sign, st, b in parts)[None, :] / n
+    _, lo, hi, se, p = _summaries(gain, boot, alpha)
+    common = dict(delta=gain, ci_low=float(lo[0]), ci_high=float(hi[0]), se=float(se[0]), n=n,
+                  proportion=all(st.proportion for _, st, _ in parts))
+    if all(st.method == "mcnemar" for _, st, _ in parts):
+        worse = sum(st.discordant[0] if sign > 0 else st.discordant[1] for sign, st, _ in parts)
+        better = sum(st.discordant[1] if sign > 0 else st.discordant[0] for sign, st, _ in parts)
+        return PairedStats(**common, p_value=mcnemar(worse, better)[1],
+                           detectable=detectable_drop_binary(worse, better, n), method="pooled-mcnemar",
+                           discordant=(worse, better))
+    return PairedStats(**common, p_value=float(p[0]), detectable=detectable_drop(float(se[0])),
+                       method="pooled-bootstrap")
+
+
 def verdict(delta_pp: float, p_value: float, tolerance_pp: float, higher_is_better: bool = True,
-            alpha: float = ALPHA) -> str:
+            detectable_pp: float | None = None, alpha: float = ALPHA) -> str:
     """PASS when the drop is within tolerance (gains are PASS); beyond it, FAIL when the paired test
     says the difference is real (p < alpha), else WARN (a drop that n cannot tell from noise).
-    The drop is direction-aware: for lower-is-better metrics a rise is the drop."""
+    The drop is direction-aware: for lower-is-better metrics a rise is the drop.
+
+    A PASS is UNDERPOWERED when n could not detect a drop of the tolerance's size (detectable_pp >
+    tolerance) — unless it is a significant gain, which needs no power to show it is no regression."""
     drop = -delta_pp if higher_is_better else delta_pp
-    if drop <= tolerance_pp + EPS:
+    if drop > tolerance_pp + EPS:
+        return "FAIL" if p_value < alpha else "WARN"
+    if detectable_pp is None or detectable_pp <= tolerance_pp + EPS or (drop < 0 and p_value < alpha):
         return "PASS"
-    return "FAIL" if p_value < alpha else "WARN"
+    return "UNDERPOWERED"

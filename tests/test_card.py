@@ -118,3 +118,53 @@ def test_cli_deltas_select_decide_card(home, tmp_path):
         proc = slayer(*args, home=home)
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr
     assert not (tmp_path / "x.md").exists()
+
+
+def test_the_objective_comes_from_the_experiments_config(home, tmp_path):
+    """score = Σ weight · mean axis gain − λ · max(0, regression): weights and λ in experiments/NAME.toml reach
+    `select`, `deltas` and the card; a weight for an unknown axis is one line naming the known axes, exit 2."""
+    store = Store.open(f"sqlite:///{home / 'slayer.db'}")
+    _fill(store, tmp_path)
+    nlu = subject("ckpt-nlu", "checkpoint", adapter="outputs/ckpt-nlu")  # no style gain, a big KLEJ gain
+    base_psc, nlu_psc = flips(100, 50, 0, 30)
+    ingest_events(store, "run-nlu", "pl", [gate_event(BASE, "polish_psc", "pl_nlu", base_psc),
+                                           gate_event(nlu, "polish_psc", "pl_nlu", nlu_psc),
+                                           gate_event(nlu, "pref", "pl_style", flips(100, 40, 0, 0)[1]),
+                                           gate_event(nlu, "gsm8k", "math", flips(100, 80, 1, 1)[1])])
+    picked = json.loads(slayer("select", "pl", "--format", "json", home=home).stdout)
+    assert picked["weights"] == {"pl_style": 1.0, "pl_nlu": 1.0} and picked["best"] == nlu["id"]  # +30 NLU
+    row = next(r for r in picked["ranked"] if r["name"] == "ckpt-nlu")
+    assert row["score"] == pytest.approx(row["axis_gains_pp"]["pl_nlu"] - max(0.0, row["worst_regression_pp"]))
+    (home / "experiments").mkdir()
+    config = home / "experiments" / "pl.toml"
+    config.write_text("[objective]\nlambda = 2.0\n[objective.weights]\npl_nlu = 0.1\n")
+    picked = json.loads(slayer("select", "pl", "--format", "json", home=home).stdout)
+    assert picked["lambda"] == 2.0 and picked["best"] == CKPT["id"]  # style wins once KLEJ weighs 0.1
+    assert "score = pl_style + 0.1·pl_nlu − 2·max(0, regression)" in slayer("deltas", "pl", home=home).stdout
+    card = tmp_path / "card.md"
+    assert slayer("card", "pl", "--out", str(card), home=home).returncode == 0
+    assert "= pl_style + 0.1·pl_nlu − 2·max(0, regression)" in card.read_text()
+    assert "#### Axis verdicts" in card.read_text()
+
+    config.write_text("[objective.weights]\nklej = 1.0\n")
+    bad = slayer("select", "pl", home=home)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and bad.stdout == ""
+    assert "'klej' is not an axis (known: pl_nlu, pl_style" in bad.stderr and "pl.toml" in bad.stderr
+
+
+def test_gates_power_says_how_many_items_see_the_tolerance(home, tmp_path):
+    out = json.loads(slayer("gates", "--power", "--tolerance", "0.5", "--format", "json", home=home).stdout)
+    gsm = next(g for g in out["gates"] if g["gate"] == "gsm8k")
+    # Connor: (z_.975 + z_.8)² · ψ / δ² = 7.849 · 0.1 / 0.005² — a 500-item gate is far from it
+    assert gsm["needed"] == 31396 and gsm["n"] == 500 and gsm["enough"] is False
+    assert {a["axis"] for a in out["axes"]} >= {"math", "pl_nlu", "en_knowledge"}
+    # measured on an experiment: the pooled axis needs n · (detectable / tolerance)² items
+    store = Store.open(f"sqlite:///{home / 'slayer.db'}")
+    _fill(store, tmp_path)
+    out = json.loads(slayer("gates", "--power", "--tolerance", "1", "--experiment", "pl", "--format", "json",
+                            home=home).stdout)
+    math_axis = next(a for a in out["axes"] if a["axis"] == "math")
+    assert math_axis["source"] == "measured" and math_axis["n"] == 100 and math_axis["needed"] > 100
+    assert math_axis["enough"] is False
+    text = slayer("gates", "--power", home=home).stdout
+    assert "UNDERPOWERED" in text and "per axis" in text

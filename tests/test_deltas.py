@@ -13,6 +13,7 @@ from engine.errors import NotFound, SpecError
 from store import Store, stats
 from store.decisions import decide, decisions_for
 from store.deltas import best, delta_table, pareto_frontier, rescore
+from store.experiment_config import ExperimentConfig
 
 Z = 1.959963984540054 + 0.8416212335729143  # z_{0.975} + z_{0.80}
 
@@ -166,7 +167,8 @@ def test_delta_cells_match_hand_computed_statistics(store):
     assert row.style_gain_pp == pytest.approx(12.0)
     assert row.worst_regression_pp == pytest.approx(15.0)  # reasoning and math are general; grammar is not
     assert row.score == pytest.approx(12.0 - 15.0) and row.verdict == "FAIL"
-    assert table.row(REF["id"]).cells["gsm8k"].delta_pp == 0 and table.row(REF["id"]).verdict == "PASS"
+    # the reference equals the base: within tolerance, but 200 items cannot see a 0.5 pp drop
+    assert table.row(REF["id"]).cells["gsm8k"].delta_pp == 0 and table.row(REF["id"]).verdict == "UNDERPOWERED"
 
 
 def test_a_fingerprint_mismatch_is_shown_never_compared(store):
@@ -244,7 +246,9 @@ def test_the_vectorised_table_agrees_with_the_previous_algorithm(store):
     for gate, previous in PREVIOUS.items():
         for row, (delta, lo, hi, p, detectable, verdict) in zip(table.rows[1:], previous):
             cell = row.cells[gate]
-            assert cell.delta_pp == pytest.approx(100 * delta, abs=1e-4) and cell.verdict == verdict
+            assert cell.delta_pp == pytest.approx(100 * delta, abs=1e-4)
+            # the verdict as the previous rule (no power check) gives it from this cell's numbers
+            assert stats.verdict(cell.delta_pp, cell.p_value, cell.tolerance_pp, cell.higher_is_better) == verdict
             assert (cell.ci_low_pp, cell.ci_high_pp) == pytest.approx((100 * lo, 100 * hi), abs=1.0)
             if cell.method == "mcnemar":
                 assert cell.p_value == pytest.approx(p, abs=1e-6) and cell.detectable_pp == pytest.approx(100 * detectable, abs=1e-4)
@@ -253,6 +257,47 @@ def test_the_vectorised_table_agrees_with_the_previous_algorithm(store):
                 assert cell.detectable_pp == pytest.approx(100 * detectable, rel=0.06)
     now = [(r.cells[g].ci_low_pp, r.cells[g].ci_high_pp) for g in PINNED for r in table.rows[1:]]
     assert np.allclose(now, [ci for g in PINNED for ci in PINNED[g]], rtol=0, atol=1e-9)
+
+
+def test_a_pass_that_n_cannot_see_is_underpowered():
+    # within tolerance, but a 0.5 pp drop is below what 200 items can detect
+    assert stats.verdict(-0.2, 0.9, 0.5, detectable_pp=2.4) == "UNDERPOWERED"
+    assert stats.verdict(-0.2, 0.9, 0.5, detectable_pp=0.4) == "PASS"
+    assert stats.verdict(+6.0, 0.001, 0.5, detectable_pp=2.4) == "PASS"  # a significant gain needs no power
+    assert stats.verdict(+1.0, 0.30, 0.5, detectable_pp=2.4) == "UNDERPOWERED"
+    assert stats.verdict(-3.0, 0.01, 0.5, detectable_pp=2.4) == "FAIL"  # beyond tolerance: as before
+    assert stats.verdict(-3.0, 0.20, 0.5, detectable_pp=9.0) == "WARN"
+
+
+def test_an_axis_pools_its_gates_paired_items(store):
+    """Two 600-item gates of one axis: each alone cannot see 0.5 pp; pooled (1,200 items) they can."""
+    a_base, a_cand = flips(600, 480, 1, 1)
+    b_base, b_cand = flips(600, 300, 1, 0)
+    ev = [gate_event(BASE, "mmlu", "en_knowledge", a_base), gate_event(BASE, "arc", "en_knowledge", b_base),
+          gate_event(CKPT, "mmlu", "en_knowledge", a_cand), gate_event(CKPT, "arc", "en_knowledge", b_cand)]
+    ingest_events(store, "run-pool", "pool", ev)
+    row = delta_table(store, "pool").row(CKPT["id"])
+    assert {g: c.verdict for g, c in row.cells.items()} == {"arc": "UNDERPOWERED", "mmlu": "UNDERPOWERED"}
+    assert row.cells["arc"].detectable_pp == pytest.approx(100 * Z * math.sqrt(3 / 600 / 600))
+    axis = row.axes["en_knowledge"]
+    assert axis.gates == ("arc", "mmlu") and axis.n == 1200 and axis.method == "pooled-mcnemar"
+    assert axis.gain_pp == pytest.approx(100 * (0 - 1) / 1200)
+    assert axis.p_value == pytest.approx(stats.mcnemar(2, 1)[1])  # the pooled discordant pairs: 2 lost, 1 gained
+    assert axis.detectable_pp == pytest.approx(100 * Z * math.sqrt(3 / 1200 / 1200)) and axis.detectable_pp < 0.5
+    assert axis.ci_low_pp < axis.gain_pp < axis.ci_high_pp and axis.verdict == "PASS"
+    assert row.verdict == "UNDERPOWERED"  # the row shows its weakest link
+    # a tolerance for the axis from the experiment's config judges the axis and its cells
+    strict = delta_table(store, "pool", config=ExperimentConfig(tolerance_pp={"en_knowledge": 0.3}))
+    assert strict.row(CKPT["id"]).axes["en_knowledge"].verdict == "UNDERPOWERED"
+    assert strict.row(CKPT["id"]).axes["en_knowledge"].tolerance_pp == 0.3
+    assert rescore(strict, tolerance_pp=1.0).row(CKPT["id"]).verdict == "PASS"
+
+
+def test_an_axis_turns_lower_is_better_gates_into_gains(store):
+    row = delta_table(store, "exp").row(CKPT["id"])
+    gram = row.axes["pl_grammar"]  # one gate, errors per 100 words: fewer is the gain
+    assert gram.gain_pp == pytest.approx(0.6) and gram.method == "pooled-bootstrap" and gram.verdict == "PASS"
+    assert row.axes["code"].verdict == "MISMATCH"  # its only gate was scored on another backend
 
 
 def _pareto_experiment(store):

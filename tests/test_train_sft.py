@@ -103,7 +103,7 @@ def test_every_checkpoint_is_a_gated_subject_with_a_delta_row(gated_run, tmp_pat
     rows = {r.subject_id: r for r in table.rows}
     for c in ckpts:
         cell = rows[c["subject"]["id"]].cells["polish_psc"]
-        assert cell.verdict in ("PASS", "WARN", "FAIL") and cell.n == 8
+        assert cell.verdict in ("PASS", "UNDERPOWERED", "WARN", "FAIL") and cell.n == 8
 
 
 def test_metrics_progress_and_the_adapter_left_out_embeddings_and_head(gated_run):

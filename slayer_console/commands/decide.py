@@ -11,8 +11,9 @@ import click
 from engine.vocab import DECISIONS, VERDICTS
 from slayer_console.commands.common import print_json, print_table, settings
 
-LAMBDA = click.option("--lambda", "lam", type=float, default=1.0, show_default=True,
-                      help="weight of the worst general regression in score = style_gain − λ·max(0, regression)")
+LAMBDA = click.option("--lambda", "lam", type=click.FloatRange(min=0), default=None,
+                      help="weight of the worst general regression in score = Σ weight·mean axis gain − "
+                           "λ·max(0, regression) (default: the experiment config's, else 1)")
 TOLERANCE = click.option("--tolerance", type=click.FloatRange(min=0), default=None,
                          help="tolerance in pp for every gate (default: each gate's own)")
 
@@ -38,7 +39,8 @@ def deltas(experiment: str, base: str | None, fmt: str, lam: float, tolerance: f
     """Every subject vs the base per gate: paired Δ pp, CI, verdict (▲ WARN, ✗ FAIL, ≠ fingerprint mismatch)."""
     from store.deltas import delta_table
 
-    table = delta_table(settings().store(), experiment, base=base, lam=lam, tolerance_pp=tolerance)
+    config = settings().experiment_config(experiment)
+    table = delta_table(settings().store(), experiment, base=base, lam=lam, tolerance_pp=tolerance, config=config)
     if fmt == "json":
         print_json(table.as_dict())
         return
@@ -47,10 +49,14 @@ def deltas(experiment: str, base: str | None, fmt: str, lam: float, tolerance: f
 
         click.echo(markdown_delta_table(table))
         return
-    rows = [[r.name, r.kind, *[_cell_text(r.cells[g]) for g, _ in table.gates], _pp(r.score, "{:.2f}"), r.verdict,
-             r.decision or ""] for r in table.rows]
-    print_table(f"{experiment}: Δ pp vs {table.row(table.base_subject_id).name if table.base_subject_id else 'no base'}",
-                ["subject", "kind", *[f"{g}\n{a}" for g, a in table.gates], "score", "verdict", "decision"], rows)
+    axes = list(dict.fromkeys(a for _, a in table.gates))
+    rows = [[r.name, r.kind, *[_cell_text(r.cells[g]) for g, _ in table.gates],
+             *[_cell_text(r.axes[a]) if a in r.axes else "" for a in axes], _pp(r.score, "{:.2f}"), r.verdict, r.decision or ""]
+            for r in table.rows]
+    print_table(f"{experiment}: Δ pp vs {table.row(table.base_subject_id).name if table.base_subject_id else 'no base'}"
+                f" · score = {config.formula(table.lam)} · ? = UNDERPOWERED (n cannot see a drop of the tolerance)",
+                ["subject", "kind", *[f"{g}\n{a}" for g, a in table.gates], *[f"{a}\npooled" for a in axes],
+                 "score", "verdict", "decision"], rows)
 
 
 @click.command()
@@ -62,23 +68,28 @@ def select(experiment: str, lam: float, tolerance: float | None, fmt: str) -> No
     """Rank subjects by score and list the Pareto frontier (style gain vs worst general regression)."""
     from store.deltas import best, delta_table, pareto_frontier, ranked
 
-    table = delta_table(settings().store(), experiment, lam=lam, tolerance_pp=tolerance)
+    config = settings().experiment_config(experiment)
+    table = delta_table(settings().store(), experiment, lam=lam, tolerance_pp=tolerance, config=config)
     top, front = best(table), {r.subject_id for r in pareto_frontier(table)}
     ranking = ranked(table)
     if fmt == "json":
-        print_json({"experiment": experiment, "base_subject_id": table.base_subject_id, "lambda": lam,
-                    "tolerance_pp": tolerance, "best": top.subject_id if top else None,
+        print_json({"experiment": experiment, "base_subject_id": table.base_subject_id, "lambda": table.lam,
+                    "weights": config.weights, "tolerance_pp": tolerance, "best": top.subject_id if top else None,
                     "frontier": [r.subject_id for r in pareto_frontier(table)],
                     "ranked": [{"subject_id": r.subject_id, "name": r.name, "kind": r.kind, "step": r.step,
-                                "style_gain_pp": r.style_gain_pp, "worst_regression_pp": r.worst_regression_pp,
+                                "style_gain_pp": r.style_gain_pp, "axis_gains_pp": r.axis_gains_pp,
+                                "gain_pp": r.gain_pp, "worst_regression_pp": r.worst_regression_pp,
                                 "score": r.score, "verdict": r.verdict, "pareto": r.subject_id in front,
                                 "decision": r.decision} for r in ranking]})
         return
-    rows = [[("★ " if top and r.subject_id == top.subject_id else "") + r.name, r.kind, _pp(r.style_gain_pp),
-             _pp(r.worst_regression_pp), _pp(r.score, "{:.2f}"), r.verdict, "yes" if r.subject_id in front else "",
-             r.decision or ""] for r in ranking]
-    print_table(f"{experiment}: λ {lam:g} · tolerance {'per gate' if tolerance is None else f'{tolerance:g} pp'}",
-                ["subject", "kind", "style gain", "worst regr.", "score", "verdict", "pareto", "decision"], rows)
+    weighted = [a for a, w in config.weights.items() if w]
+    rows = [[("★ " if top and r.subject_id == top.subject_id else "") + r.name, r.kind,
+             *[_pp(r.axis_gains_pp.get(a)) for a in weighted], _pp(r.worst_regression_pp), _pp(r.score, "{:.2f}"),
+             r.verdict, "yes" if r.subject_id in front else "", r.decision or ""] for r in ranking]
+    print_table(f"{experiment}: score = {config.formula(table.lam)} · tolerance "
+                f"{'per axis/gate' if tolerance is None else f'{tolerance:g} pp'}",
+                ["subject", "kind", *[f"{a} gain" for a in weighted], "worst regr.", "score", "verdict", "pareto",
+                 "decision"], rows)
 
 
 @click.command()
@@ -110,7 +121,8 @@ def card(experiment: str, subject: str | None, out: str, lam: float, tolerance: 
     """Render the experiment's model card (Markdown + HF model-index front matter) from the store."""
     from store.card import render_card
 
-    text = render_card(settings().store(), experiment, subject, lam=lam, tolerance_pp=tolerance)
+    text = render_card(settings().store(), experiment, subject, lam=lam, tolerance_pp=tolerance,
+                       config=settings().experiment_config(experiment))
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

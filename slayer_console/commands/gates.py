@@ -28,10 +28,21 @@ def _dataset(gate) -> str:
 
 @click.command()
 @FORMAT
-def gates(fmt: str) -> None:
+@click.option("--power", is_flag=True, help="per gate and per axis: the paired items needed to see a drop of "
+                                            "--tolerance (McNemar, α 0.05, 80 % power)")
+@click.option("--tolerance", type=click.FloatRange(min=0, min_open=True), default=0.5, show_default=True,
+              help="with --power: the drop to see, in pp")
+@click.option("--discordance", type=click.FloatRange(min=0, max=1, min_open=True), default=0.10, show_default=True,
+              help="with --power: share of items whose 0/1 outcome differs between base and candidate (ψ)")
+@click.option("--experiment", default=None, help="with --power: measure n and ψ on this experiment's delta table")
+def gates(fmt: str, power: bool, tolerance: float, discordance: float, experiment: str | None) -> None:
     """Every gate: name, axis, scorer, primary metric, n (0 = all), dataset, and its shipped fixture (tests and
     the demo only: too few items to certify anything)."""
     from engine.gates import list_gates
+
+    if power:
+        _power(list_gates(), tolerance, discordance, experiment, fmt)
+        return
 
     rows = [{"name": g.name, "axis": g.axis, "scorer": g.scorer, "metric": g.primary, "n": g.n,
              "dataset": _dataset(g), "user_data": g.dataset.user_data, "fixture": g.dataset.fixture,
@@ -42,6 +53,37 @@ def gates(fmt: str) -> None:
         print_table(None, ["gate", "axis", "scorer", "metric", "n", "dataset", "fixture (tests/demo only)"],
                     [[r["name"], r["axis"], r["scorer"], r["metric"], r["n"] or "all", r["dataset"],
                       r["fixture"] or ""] for r in rows])
+
+
+def _power(specs, tolerance: float, discordance: float, experiment: str | None, fmt: str) -> None:
+    from store.power import power_rows
+
+    table = None
+    if experiment:
+        from store.deltas import delta_table
+
+        table = delta_table(settings().store(), experiment, tolerance_pp=tolerance,
+                            config=settings().experiment_config(experiment))
+    per_gate, per_axis = power_rows(specs, tolerance, discordance, table)
+    if fmt == "json":
+        print_json({"tolerance_pp": tolerance, "discordance": discordance, "experiment": experiment,
+                    "gates": per_gate, "axes": per_axis})
+        return
+
+    def enough(r) -> str:
+        return {True: "yes", False: "UNDERPOWERED", None: "—"}[r["enough"]]
+
+    def count(x) -> str:
+        return "all" if x is None else f"{x:,}"
+
+    print_table(f"items needed to see a {tolerance:g} pp drop, per gate", ["gate", "axis", "n", "needed", "from",
+                                                                            "enough"],
+                [[r["gate"], r["axis"], count(r["n"]), "—" if r["needed"] is None else f"{r['needed']:,}", r["source"],
+                  enough(r)] for r in per_gate])
+    print_table(f"per axis (its gates' paired items pooled; the plan's tolerance is per axis)",
+                ["axis", "gates", "n", "needed", "from", "enough"],
+                [[r["axis"], len(r["gates"]), count(r["n"]), "—" if r["needed"] is None else f"{r['needed']:,}",
+                  r["source"], enough(r)] for r in per_axis])
 
 
 @click.group()

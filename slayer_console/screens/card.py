@@ -19,7 +19,7 @@ from slayer_console.screens.path_dialog import PathDialog
 def card_text(app, experiment: str, subject: str | None) -> str:
     from store.card import render_card
 
-    return render_card(app.store(), experiment, subject, lam=app.lam, tolerance_pp=app.tolerance)
+    return render_card(app.store(), experiment, subject, lam=app.lam, tolerance_pp=app.tolerance, config=app.objective)
 
 
 def preview_markdown(card: str) -> str:

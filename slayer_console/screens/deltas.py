@@ -16,7 +16,7 @@ from slayer_console.screens.base import ModeScreen
 from slayer_console.screens.decide import DecideDialog
 from slayer_console.widgets.delta_grid import DeltaGrid, GridView, needed_width
 
-VERDICT_FILTERS = (None, "FAIL", "WARN", "PASS")
+VERDICT_FILTERS = (None, "FAIL", "WARN", "UNDERPOWERED", "PASS")
 
 
 class DeltasScreen(ModeScreen):
@@ -162,7 +162,9 @@ class DeltasScreen(ModeScreen):
         if col in ("score", "mark"):
             if row.score is None:
                 return f"{row.name} · no score (nothing compared with the base yet)"
-            return (f"{row.name} · score {row.score:.1f} = style gain {row.style_gain_pp or 0:+.1f} − λ {lam:g} × "
+            gains = " + ".join(f"{w:g}×{a} {row.axis_gains_pp.get(a, 0.0):+.1f}"
+                               for a, w in self.table.config.weights.items() if w)
+            return (f"{row.name} · score {row.score:.1f} = {gains or 0} − λ {lam:g} × "
                     f"max(0, worst general regression {row.worst_regression_pp or 0:+.1f}) · verdict {row.verdict}")
         if col == "subject":
             step = f" step {row.step}" if row.step is not None else ""
@@ -171,7 +173,8 @@ class DeltasScreen(ModeScreen):
         cell = self.grid.cell_of(row, col)
         if cell is None:
             return row.name
-        prefix = f"{row.name} · " + (f"{axis_label(cell.axis)} worst: " if col.startswith("a:") else "")
+        worst = col.startswith("a:") and not row.axes  # the base row: the axis's worst own value
+        prefix = f"{row.name} · " + (f"{axis_label(cell.axis)} worst: " if worst else "")
         note = f" · {cell.note}" if cell.note and cell.verdict in COMPARED else ""
         return prefix + cell.detail() + note
 

@@ -167,8 +167,8 @@ class DeltaGrid(ScrollView, can_focus=True):
         if column_key.startswith("g:"):
             return row.cells.get(column_key[2:])
         if column_key.startswith("a:"):
-            axis = column_key[2:]
-            return worst_cell([c for c in row.cells.values() if c.axis == axis])
+            axis = column_key[2:]  # the axis's pooled verdict; the base row has none: its own values
+            return row.axes.get(axis) or worst_cell([c for c in row.cells.values() if c.axis == axis])
         return None
 
     def show(self, table, view: GridView, best_id: str | None) -> None:
