@@ -78,13 +78,14 @@ def test_card_of_a_merge_shows_its_recipe_and_its_adapters_training_run(store):
 
 
 def slayer(*args, home: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "SLAYER_HOME": str(home), "COLUMNS": "200"}
+    env = {**os.environ, "SLAYER_HOME": str(home), "COLUMNS": "200"}  # SLAYER_DB, where set, picks the store
     return subprocess.run([sys.executable, "-m", "slayer_console", *args], capture_output=True, text=True,
                           env=env, cwd=ROOT, timeout=120)
 
 
-def test_cli_deltas_select_decide_card(home, tmp_path):
-    store = Store.open(f"sqlite:///{home / 'slayer.db'}")
+def test_cli_deltas_select_decide_card(home, tmp_path, store_url, monkeypatch):
+    monkeypatch.setenv("SLAYER_DB", store_url)
+    store = Store.open(store_url)
     _fill(store, tmp_path)
     bad = subject("ckpt-2400", "checkpoint", adapter="outputs/ckpt-2400")
     ingest_events(store, "run-gates-2", "pl", [gate_event(bad, "gsm8k", "math", flips(100, 80, 20, 0)[1]),

@@ -200,7 +200,8 @@ def test_cli_bad_input_is_one_line_and_exit_2_and_store_untouched(tmp_path, home
     assert len(before) > 0
 
 
-def test_slayer_run_follows_and_ingests_live(tmp_path, home):
+def test_slayer_run_follows_and_ingests_live(tmp_path, home, store_url, monkeypatch):
+    monkeypatch.setenv("SLAYER_DB", store_url)
     spec = write(tmp_path / "job.toml", 'kind = "debug.sleep"\nsteps = 5\ninterval_s = 0.02\n')
     proc = slayer("run", str(spec), "--experiment", "exp-a", home=home)
     assert proc.returncode == 0, proc.stderr
@@ -214,12 +215,13 @@ def test_slayer_run_follows_and_ingests_live(tmp_path, home):
     assert proc.stderr.strip().splitlines()[-1].endswith(" failed")  # work failed: exit 1, one error line
 
 
-def test_kill_9_of_slayer_run_then_ingest_equals_a_clean_ingest(tmp_path, home):
+def test_kill_9_of_slayer_run_then_ingest_equals_a_clean_ingest(tmp_path, home, store_url, monkeypatch):
+    monkeypatch.setenv("SLAYER_DB", store_url)
     spec = write(tmp_path / "job.toml", 'kind = "debug.sleep"\nsteps = 40\ninterval_s = 0.05\n')
     env = {**os.environ, "SLAYER_HOME": str(home)}
     proc = subprocess.Popen([sys.executable, "-m", "slayer_console", "run", str(spec), "--quiet"], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    store = Store.open(f"sqlite:///{home / 'slayer.db'}")
+    store = Store.open(store_url)
     deadline = time.time() + 60
     while time.time() < deadline and count_rows(store, Metric) < 5:
         time.sleep(0.05)
@@ -237,18 +239,19 @@ def test_kill_9_of_slayer_run_then_ingest_equals_a_clean_ingest(tmp_path, home):
     assert count_rows(store, Metric) == 40
 
 
-def test_two_runs_and_an_ingester_at_once_no_lock_errors_no_lost_rows(tmp_path, home):
+def test_two_runs_and_an_ingester_at_once_no_lock_errors_no_lost_rows(tmp_path, home, store_url, monkeypatch):
+    monkeypatch.setenv("SLAYER_DB", store_url)
     spec = write(tmp_path / "job.toml", 'kind = "debug.sleep"\nsteps = 60\ninterval_s = 0.005\n')
     env = {**os.environ, "SLAYER_HOME": str(home)}
     runs = [subprocess.Popen([sys.executable, "-m", "slayer_console", "run", str(spec), "--quiet"], cwd=ROOT, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    store = Store.open(f"sqlite:///{home / 'slayer.db'}")
+    store = Store.open(store_url)
     # A third process ingests every run dir it sees, over and over, while the two follow theirs.
     ingester = subprocess.Popen([sys.executable, "-c", f"""
 import sys, time, pathlib
 from store import Store
 from store.ingest import ingest_run_dir
-st = Store.open({str(home / 'slayer.db')!r})
+st = Store.open({store_url!r})
 end = time.time() + 8
 while time.time() < end:
     for d in pathlib.Path({str(home / 'runs')!r}).glob('*'):
