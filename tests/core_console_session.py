@@ -64,6 +64,9 @@ async def main(home: str) -> None:
     app = make_app(settings, poll_s=0.2)
     async with app.run_test(size=(160, 45)) as pilot:
         await on_screen(pilot, "DashboardScreen")
+        await pilot.press("2", "n")
+        await on_screen(pilot, "BoxForm")
+        await pilot.press("escape")
         for key, screen in zip("12345", ("DashboardScreen", "BoxesScreen", "JobsScreen", "ExperimentsScreen",
                                          "DeltasScreen")):
             await pilot.press(key)
