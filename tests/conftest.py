@@ -70,12 +70,8 @@ def postgres_server():
 _db_counter = iter(range(10**6))
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request, tmp_path) -> str:
-    """A fresh, empty store URL: an SQLite file, or a new database on the test PostgreSQL."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'slayer.db'}"
-    base = request.getfixturevalue("postgres_server")
+def new_postgres_database(base: str) -> str:
+    """A new, empty database on the test PostgreSQL server `base`; its URL."""
     import psycopg2
 
     name = f"t{os.getpid()}_{next(_db_counter)}_{int(time.time() * 1000) % 100000}"
@@ -84,3 +80,11 @@ def store_url(request, tmp_path) -> str:
     conn.cursor().execute(f"CREATE DATABASE {name}")
     conn.close()
     return f"{base}/{name}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path) -> str:
+    """A fresh, empty store URL: an SQLite file, or a new database on the test PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'slayer.db'}"
+    return new_postgres_database(request.getfixturevalue("postgres_server"))

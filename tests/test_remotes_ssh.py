@@ -194,12 +194,12 @@ def test_cancel_ends_the_whole_remote_process_group(sshd, home, tmp_path):
     assert "is not running" in str(again.exception)
 
 
-def test_two_boxes_run_jobs_at_once_and_both_are_ingested(sshd_factory, home, tmp_path):
+def test_two_boxes_run_jobs_at_once_and_both_are_ingested(sshd_factory, home, tmp_path, store_url):
     for name in ("left", "right"):
         server = sshd_factory()
         register(home, engine_box(server, name, tmp_path / name), server)
     put_box(home, get_box(home, "left").model_copy(update={"name": "gone", "port": free_port()}))
-    store = Store.open(str(home / "slayer.db"))
+    store = Store.open(store_url)
     states: list[str] = []
     results = asyncio.run(fan_out(home, store, [sleep_spec(15), sleep_spec(15)], ["left", "gone", "right"],
                                   on_state=states.append))

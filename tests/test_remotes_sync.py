@@ -19,9 +19,9 @@ from store.ingest import register_run
 MB = 1 << 20
 
 
-def test_sync_pulls_results_always_and_heavy_files_on_demand_resumably(sshd, home, tmp_path):
+def test_sync_pulls_results_always_and_heavy_files_on_demand_resumably(sshd, home, tmp_path, store_url):
     register(home, engine_box(sshd, "b", tmp_path / "wd"), sshd)
-    store = Store.open(str(home / "slayer.db"))
+    store = Store.open(store_url)
     remote = tmp_path / "wd" / "runs" / "r1"  # a finished run on the box (the box is this machine)
     run_job(parse_spec({"kind": "debug.sleep", "steps": 2, "interval_s": 0}, "spec"), remote, "r1")
     register_run(store, "r1", kind="debug.sleep", run_dir=str(remote), box="b")

@@ -7,7 +7,7 @@ from __future__ import annotations
 from textual.widgets import Checkbox, TextArea
 from sshd import sshd, sshd_factory  # noqa: F401  (fixtures)
 from tui_campaign import GATES, base_outcomes, flipped, gate_event, ingest_events, subject
-from tui_pilot import campaign, campaign_db  # noqa: F401  (fixtures)
+from tui_pilot import campaign, campaign_db, campaign_on  # noqa: F401  (fixtures)
 from tui_pilot import fresh_settings, grid_names, star_row, type_text, until
 
 from slayer_console.app import make_app
@@ -39,7 +39,8 @@ async def move_to(pilot, name: str) -> None:
     raise AssertionError(f"{name} not in the delta table")
 
 
-async def test_accept_a_checkpoint_with_a_reason(campaign):
+async def test_accept_a_checkpoint_with_a_reason(campaign_on):
+    campaign = campaign_on
     app = make_app(campaign, poll_s=0.25)
     async with app.run_test(size=(160, 40)) as pilot:
         screen = await open_deltas(pilot)
@@ -123,7 +124,8 @@ async def test_lambda_and_tolerance_rerank_live(campaign):
                     what="UNDERPOWERED at tolerance 2")
 
 
-async def test_new_gate_results_appear_without_a_key(campaign):
+async def test_new_gate_results_appear_without_a_key(campaign_on):
+    campaign = campaign_on
     app = make_app(campaign, poll_s=0.25)
     async with app.run_test(size=(160, 40)) as pilot:
         await open_deltas(pilot)

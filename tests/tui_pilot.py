@@ -37,6 +37,22 @@ def campaign(campaign_db, tmp_path) -> Settings:
     settings.store().close()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def campaign_on(request, tmp_path) -> Settings:
+    """The campaign store on SQLite (a copy of the file) or built into a new PostgreSQL database."""
+    if request.param == "sqlite":
+        yield request.getfixturevalue("campaign")
+        return
+    from conftest import new_postgres_database
+    from tui_campaign import build_campaign
+
+    settings = Settings.create(str(tmp_path / "home"), new_postgres_database(request.getfixturevalue("postgres_server")))
+    settings.home.mkdir(parents=True)
+    build_campaign(settings.store())
+    yield settings
+    settings.store().close()
+
+
 async def until(pilot, predicate, timeout: float = 15.0, what: str = "condition"):
     """Let the app run until `predicate()` is truthy (workers and polls finish in their own time)."""
     deadline = time.monotonic() + timeout
