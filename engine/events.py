@@ -1,6 +1,8 @@
-"""The events.jsonl writer: one JSON object per line, written whole with one write() and flushed.
+"""The events.jsonl contract and its writer: one JSON object per line, written whole with one write().
 
-Every event carries `run`, `seq` (1, 2, 3… without gaps), `ts` (epoch seconds) and `type`.
+Every event carries `run`, `seq` (1, 2, 3… without gaps), `ts` (epoch seconds) and `type`; the rest of it is
+one of the typed bodies below, which the writer checks before writing and the store's ingest reads. Extra
+fields are allowed (and kept by ingest where a row has room for them), so a newer job stays readable.
 """
 
 from __future__ import annotations
@@ -11,9 +13,94 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Optional
 
-EVENT_TYPES = ("status", "progress", "metric", "checkpoint", "gate_result", "artifact", "log")
+from pydantic import BaseModel, ConfigDict, Field
+
+from engine.vocab import DEFAULT_TOLERANCE_PP, RUN_STATUSES, SUBJECT_KINDS
+
+ENVELOPE = ("run", "seq", "ts", "type")
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class StatusEvent(_Body):
+    status: Literal[RUN_STATUSES]
+    error: Optional[str] = None  # why it failed or was cancelled
+    kind: str = ""  # queued: the job kind, name and experiment
+    name: Optional[str] = None
+    experiment: Optional[str] = None
+    pid: Optional[int] = None  # running: the job's process
+
+
+class ProgressEvent(_Body):
+    done: float
+    total: Optional[float] = None
+    unit: str = "items"
+    label: str = ""
+
+
+class MetricEvent(_Body):
+    key: str
+    value: float
+    step: int = 0
+
+
+class SubjectRecord(_Body):
+    """What was evaluated (engine.subjects): a stable id, a name, a kind and the recipe that builds it."""
+
+    id: str
+    name: Optional[str] = None
+    kind: Literal[SUBJECT_KINDS] = "checkpoint"
+    recipe: dict[str, Any] = Field(default_factory=dict)
+
+
+class CheckpointEvent(_Body):
+    step: int
+    epoch: Optional[float] = None
+    path: str
+    subject: SubjectRecord
+
+
+class GateResultEvent(_Body):
+    """One gate's aggregates for one subject: no item text, ever."""
+
+    subject: SubjectRecord
+    gate: str
+    axis: str = ""
+    scorer: str = ""
+    metrics: dict[str, float]
+    primary: Optional[str] = None  # default: the first metric
+    higher_is_better: bool = True
+    tolerance_pp: float = DEFAULT_TOLERANCE_PP
+    stderr: dict[str, float] = Field(default_factory=dict)
+    n: int
+    outcomes: list[float] = Field(default_factory=list)  # per item, dataset order
+    preds: Optional[list[int]] = None
+    golds: Optional[list[int]] = None
+    fingerprint: dict[str, Any] = Field(default_factory=dict)
+    elapsed_s: Optional[float] = None
+    items_per_s: Optional[float] = None
+
+
+class ArtifactEvent(_Body):
+    path: str  # relative to the run directory
+    kind: str
+    sha256: Optional[str] = None
+    bytes: int = 0
+
+
+class LogEvent(_Body):
+    level: str = "info"
+    message: str
+
+
+EVENTS: dict[str, type[_Body]] = {"status": StatusEvent, "progress": ProgressEvent, "metric": MetricEvent,
+                                  "checkpoint": CheckpointEvent, "gate_result": GateResultEvent,
+                                  "artifact": ArtifactEvent, "log": LogEvent}
+EVENT_TYPES = tuple(EVENTS)
 
 
 def _last_seq(path: Path) -> int:
@@ -50,8 +137,9 @@ class EventWriter:
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def emit(self, type: str, **fields: Any) -> dict:
-        if type not in EVENT_TYPES:
+        if type not in EVENTS:
             raise ValueError(f"unknown event type {type!r}")
+        EVENTS[type].model_validate(fields)  # a wrong or missing field fails here, in the job, not at ingest
         with self._lock:
             self._seq += 1
             event = {"run": self.run_id, "seq": self._seq, "ts": round(time.time(), 6), "type": type, **fields}

@@ -104,6 +104,9 @@ def axis_order(name: str) -> tuple[int, str]:
 
 SUBJECT_KINDS = ("base", "reference", "checkpoint", "merge", "quant")
 
+# A gate's tolerance when it names none: the largest drop (pp, or metric units) still called a PASS.
+DEFAULT_TOLERANCE_PP = 0.5
+
 # The operator's decisions on a subject, with their marks in the tables.
 DECISIONS = {"accept": "✓", "reject": "⊘"}
 

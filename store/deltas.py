@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from engine.errors import NotFound, SpecError
-from engine.vocab import COMPARED, GENERAL_AXES, STYLE_AXES, axis_order, worst_verdict
+from engine.vocab import COMPARED, DEFAULT_TOLERANCE_PP, GENERAL_AXES, STYLE_AXES, axis_order, worst_verdict
 from store import stats
 from store.experiment_config import ExperimentConfig
 from store.models import Decision, Experiment, GateResult, Subject
@@ -49,7 +49,7 @@ class DeltaCell:
     tolerance_pp: float  # the tolerance the verdict used
     verdict: str  # PASS | WARN | FAIL | MISMATCH | BASE | NA
     note: str = ""
-    gate_tolerance_pp: float = 0.5  # the gate's own tolerance (used when no global one is set)
+    gate_tolerance_pp: float = DEFAULT_TOLERANCE_PP  # the gate's own tolerance (used when no global one is set)
     method: str | None = None
     fingerprint_hash: str | None = None
 
@@ -228,7 +228,7 @@ def _cell(url: str, gate: str, axis: str, base_results: list, results: list, is_
     if ref is None:
         return DeltaCell(**common, metric="", higher_is_better=True, base_value=None, value=None, delta_pp=None,
                          ci_low_pp=None, ci_high_pp=None, p_value=None, n=None, detectable_pp=None,
-                         tolerance_pp=0.5, verdict="NA", note="no result")
+                         tolerance_pp=DEFAULT_TOLERANCE_PP, verdict="NA", note="no result")
     common.update(metric=ref.primary_metric, higher_is_better=ref.higher_is_better, tolerance_pp=ref.tolerance_pp,
                   gate_tolerance_pp=ref.tolerance_pp, ci_low_pp=None, ci_high_pp=None, p_value=None,
                   detectable_pp=None)

@@ -14,10 +14,13 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlmodel import Session
 
 from engine.errors import SpecError
+from engine.events import (ENVELOPE, EVENTS, ArtifactEvent, CheckpointEvent, GateResultEvent, ProgressEvent,
+                           StatusEvent, SubjectRecord)
 from engine.vocab import TERMINAL
 from store.models import Artifact, Experiment, GateResult, Run, RunCursor, Subject
 from store.store import Store, now_ms
@@ -70,17 +73,16 @@ def cursor_of(store: Store, run_id: str) -> tuple[int, int]:
         return (c.offset, c.seq) if c else (0, 0)
 
 
-def _upsert_subject(s: Session, run: Run, subject: dict, cache: dict, step: int | None = None) -> Subject:
-    key = subject["id"]
+def _upsert_subject(s: Session, run: Run, subject: SubjectRecord, cache: dict, step: int | None = None) -> Subject:
+    key = subject.id
     if key in cache:
         return cache[key]
     row = s.execute(select(Subject).where(Subject.experiment_id == run.experiment_id,
                                        Subject.subject_id == key)).scalars().first()
     if row is None:
-        row = Subject(subject_id=key, experiment_id=run.experiment_id, name=subject.get("name", key),
-                      kind=subject.get("kind", "checkpoint"), recipe=subject.get("recipe", {}),
-                      run_id=run.id if subject.get("kind") == "checkpoint" else None, step=step,
-                      created_ms=now_ms())
+        row = Subject(subject_id=key, experiment_id=run.experiment_id, name=subject.name or key,
+                      kind=subject.kind, recipe=subject.recipe,
+                      run_id=run.id if subject.kind == "checkpoint" else None, step=step, created_ms=now_ms())
         s.add(row)
         s.flush()
     cache[key] = row
@@ -96,44 +98,47 @@ class _Batch:
         self.subjects: dict[str, Subject] = {}
 
     def apply(self, e: dict) -> None:
-        t, run, ms = e["type"], self.run, int(e["ts"] * 1000)
-        if t == "progress":
-            run.progress_done, run.progress_total = e.get("done"), e.get("total")
-            run.progress_unit, run.progress_label = e.get("unit"), e.get("label")
-        elif t == "status":
-            self._status(e, ms)
-        elif t == "checkpoint":
-            _upsert_subject(self.s, run, e["subject"], self.subjects, step=e.get("step"))
-        elif t == "gate_result":
-            subj = _upsert_subject(self.s, run, e["subject"], self.subjects)
-            fp = e.get("fingerprint", {})
-            self.s.add(GateResult(
-                run_id=run.id, seq=e["seq"], subject_pk=subj.id, gate=e["gate"], axis=e.get("axis", ""),
-                scorer=e.get("scorer", ""), primary_metric=e.get("primary") or next(iter(e["metrics"])),
-                higher_is_better=e.get("higher_is_better", True), tolerance_pp=e.get("tolerance_pp", 0.5),
-                metrics=e["metrics"], stderr=e.get("stderr", {}), n=e["n"], outcomes=e.get("outcomes", []),
-                preds=e.get("preds"), golds=e.get("golds"), fingerprint=fp, fingerprint_hash=fingerprint_hash(fp),
-                elapsed_s=e.get("elapsed_s"), created_ms=ms))
-        elif t == "artifact":
-            known = {"run", "seq", "ts", "type", "path", "kind", "sha256", "bytes"}
-            self.s.add(Artifact(run_id=run.id, seq=e["seq"], path=e["path"], kind=e["kind"], sha256=e.get("sha256"),
-                                bytes=e.get("bytes", 0), extra={k: v for k, v in e.items() if k not in known},
-                                created_ms=ms))
+        """Apply one event (not a metric: those take the hot path in ingest_bytes); unknown types are skipped,
+        so a store reads runs of a newer engine."""
+        handler = _HANDLERS.get(e["type"])
+        if handler is not None:
+            body = EVENTS[e["type"]].model_validate({k: v for k, v in e.items() if k not in ENVELOPE})
+            handler(self, body, e["seq"], int(e["ts"] * 1000))
 
-    def _status(self, e: dict, ms: int) -> None:
-        run, status = self.run, e["status"]
-        if status == "queued":
-            run.kind = run.kind or e.get("kind", "")
-            run.name = run.name or e.get("name")
+    def _progress(self, e: ProgressEvent, seq: int, ms: int) -> None:
+        run = self.run
+        run.progress_done, run.progress_total, run.progress_unit, run.progress_label = e.done, e.total, e.unit, e.label
+
+    def _status(self, e: StatusEvent, seq: int, ms: int) -> None:
+        run = self.run
+        if e.status == "queued":
+            run.kind = run.kind or e.kind
+            run.name = run.name or e.name
             if run.experiment_id is None:
-                run.experiment_id = get_or_create_experiment(self.s, e.get("experiment") or "default").id
-        elif status == "running":
+                run.experiment_id = get_or_create_experiment(self.s, e.experiment or "default").id
+        elif e.status == "running":
             run.started_ms = run.started_ms or ms
-            run.pid = e.get("pid", run.pid)
-        if status in TERMINAL:
+            run.pid = e.pid or run.pid
+        if e.status in TERMINAL:
             run.ended_ms = ms
-            run.error = e.get("error")
-        run.status = status
+            run.error = e.error
+        run.status = e.status
+
+    def _checkpoint(self, e: CheckpointEvent, seq: int, ms: int) -> None:
+        _upsert_subject(self.s, self.run, e.subject, self.subjects, step=e.step)
+
+    def _gate_result(self, e: GateResultEvent, seq: int, ms: int) -> None:
+        subj = _upsert_subject(self.s, self.run, e.subject, self.subjects)
+        self.s.add(GateResult(
+            run_id=self.run.id, seq=seq, subject_pk=subj.id, gate=e.gate, axis=e.axis, scorer=e.scorer,
+            primary_metric=e.primary or next(iter(e.metrics)), higher_is_better=e.higher_is_better,
+            tolerance_pp=e.tolerance_pp, metrics=e.metrics, stderr=e.stderr, n=e.n, outcomes=e.outcomes,
+            preds=e.preds, golds=e.golds, fingerprint=e.fingerprint, fingerprint_hash=fingerprint_hash(e.fingerprint),
+            elapsed_s=e.elapsed_s, created_ms=ms))
+
+    def _artifact(self, e: ArtifactEvent, seq: int, ms: int) -> None:
+        self.s.add(Artifact(run_id=self.run.id, seq=seq, path=e.path, kind=e.kind, sha256=e.sha256, bytes=e.bytes,
+                            extra=dict(e.model_extra or {}), created_ms=ms))
 
     def flush(self) -> None:
         if self.metrics:
@@ -144,6 +149,10 @@ class _Batch:
             conn.exec_driver_sql(f"INSERT INTO metrics (run_id, seq, key, step, value, ts_ms) "
                                  f"VALUES ({', '.join([mark] * 6)})", self.metrics)
             self.metrics = []
+
+
+_HANDLERS = {"progress": _Batch._progress, "status": _Batch._status, "checkpoint": _Batch._checkpoint,
+             "gate_result": _Batch._gate_result, "artifact": _Batch._artifact}
 
 
 def _parse_lines(data: bytes, offset: int, first_line: int, source: str):
@@ -199,6 +208,10 @@ def ingest_bytes(store: Store, run_id: str, data: bytes, offset: int, source: st
                                         int(event["ts"] * 1000)))
                     else:
                         batch.apply(event)
+                except ValidationError as e:
+                    first = e.errors()[0]
+                    raise SpecError(f"{source}:{line_no}: {event['type']} event without a valid "
+                                    f"{'.'.join(map(str, first['loc']))} ({first['msg']})") from None
                 except (KeyError, TypeError, ValueError) as e:
                     raise SpecError(f"{source}:{line_no}: {event['type']} event without a valid "
                                     f"{e.args[0] if isinstance(e, KeyError) else 'field'} ({e.__class__.__name__})") from None

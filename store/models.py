@@ -10,7 +10,7 @@ from typing import Any, Optional
 from sqlalchemy import JSON, BigInteger, CheckConstraint, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from engine.vocab import DECISIONS, RUN_STATUSES, SUBJECT_KINDS, sql_in
+from engine.vocab import DECISIONS, DEFAULT_TOLERANCE_PP, RUN_STATUSES, SUBJECT_KINDS, sql_in
 
 
 
@@ -97,7 +97,7 @@ class GateResult(SQLModel, table=True):
     scorer: str = ""
     primary_metric: str
     higher_is_better: bool = True
-    tolerance_pp: float = 0.5
+    tolerance_pp: float = DEFAULT_TOLERANCE_PP
     metrics: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     stderr: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     n: int

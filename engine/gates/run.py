@@ -17,6 +17,7 @@ from typing import Callable
 
 import engine
 from engine.errors import SpecError
+from engine.events import GateResultEvent
 from engine.gates.backend import SubjectSpec, check_device, open_backend
 from engine.gates.code_exec import refuse_unless_allowed
 from engine.gates.data import GateItems, load_items
@@ -25,8 +26,7 @@ from engine.gates.scoring import ScoreSettings, get_scorer
 from engine.gates.spec import Gate, load_gate, load_suite
 
 # The keys of a gate_result event (engine.events); the result file adds `breakdown`, `stats`, `source`.
-EVENT_KEYS = ("subject", "gate", "axis", "scorer", "metrics", "primary", "higher_is_better", "stderr", "n",
-              "outcomes", "preds", "golds", "fingerprint", "tolerance_pp", "elapsed_s", "items_per_s")
+EVENT_KEYS = tuple(GateResultEvent.model_fields)  # what of a result goes into its gate_result event
 
 
 def resolve_gates(suite: str | None, names: list[str], chat_template: bool | None = None) -> list[Gate]:

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from engine.errors import SpecError
 from engine.gates import template as tpl
 from engine.jobs import describe_validation_error
-from engine.vocab import AXIS_NAMES, axis_order
+from engine.vocab import AXIS_NAMES, DEFAULT_TOLERANCE_PP, axis_order
 
 GATES_DIR = Path(__file__).resolve().parents[2] / "assets" / "gates"
 SUITES_FILE = "suites.toml"
@@ -101,7 +101,7 @@ class Gate(_Strict):
     higher_is_better: bool = True
     n: int = Field(0, ge=0, description="items drawn (0: all); see engine.gates.data.select_indices")
     seed: int = Field(1234, description="seed of the item draw")
-    tolerance_pp: float = Field(0.5, ge=0)
+    tolerance_pp: float = Field(DEFAULT_TOLERANCE_PP, ge=0)
     bos: bool = Field(False, description="prepend the tokenizer's special tokens (the leaderboard: false)")
     chat_template: bool = Field(False, description="render prompts in the subject's chat template, as lm-eval's "
                                                    "--apply_chat_template: few-shot examples and the question in one "
