@@ -116,4 +116,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from machine_load import reported_load
+
+    with reported_load():
+        main()
