@@ -1,7 +1,7 @@
 """Judged gate throughput: pairwise judgements per second against a local OpenAI-compatible server, judge
 concurrency 1 vs 8 in the same run.
 
-    python bench/gates_judge.py [--items 24] [--rounds 2] [--answer-words 80] [--latency-ms 0 250]
+    python bench/gates_judge.py [--items 24] [--rounds 3] [--answer-words 80] [--latency-ms 0 250]
                                 [--url http://127.0.0.1:PORT/v1]
 
 Without --url it starts llama-cpp-python's server on the tiny Qwen3 GGUF (tests/llama_server.py). With a
@@ -11,7 +11,8 @@ requests are exactly what the style_judge gate sends (its prompts, both answer o
 verdict schema, structured = "json_object"); the answers are fixed Polish word sequences cut from
 assets/corpus/pl.txt, so every run sends the same requests and only the time differs. Each run starts with
 an empty reply cache; a last run repeats concurrency 8 on the warm cache (what a resumed gate pays).
-An item is one pairwise judgement = two judge calls.
+An item is one pairwise judgement = two judge calls. Rounds alternate which concurrency runs first; the
+summary is the median (and spread) of the rounds.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import statistics
 import sys
 import tempfile
 import time
@@ -68,7 +70,7 @@ def run_once(url: str, cache: Path, concurrency: int, items: int, answer_words: 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--items", type=int, default=24, help="pairwise judgements per run (two calls each)")
-    ap.add_argument("--rounds", type=int, default=2, help="times each concurrency runs (alternating)")
+    ap.add_argument("--rounds", type=int, default=3, help="times each concurrency runs; which runs first alternates")
     ap.add_argument("--answer-words", type=int, default=80, help="words in each judged answer")
     ap.add_argument("--max-tokens", type=int, default=32, help="longest judge reply")
     ap.add_argument("--latency-ms", type=int, nargs="+", default=[0, 250], help="added per request (0: direct)")
@@ -78,7 +80,8 @@ def main() -> None:
     def bench(url: str, tmp: Path, latency_ms: int) -> list[dict]:
         once = lambda cache, c: run_once(url, tmp / cache, c, args.items, args.answer_words,  # noqa: E731
                                          args.max_tokens, latency_ms)
-        runs = [once(f"cache-{latency_ms}-{r}-{c}", c) for r in range(args.rounds) for c in (1, 8)]
+        order = lambda r: (1, 8) if r % 2 == 0 else (8, 1)  # noqa: E731  (neither side always runs first)
+        runs = [once(f"cache-{latency_ms}-{r}-{c}", c) for r in range(args.rounds) for c in order(r)]
         return runs + [once(f"cache-{latency_ms}-{args.rounds - 1}-8", 8)]
 
     def with_latency(url: str, tmp: Path) -> list[dict]:
@@ -109,10 +112,12 @@ def main() -> None:
         print(json.dumps(r))
     for latency_ms in args.latency_ms:
         mine = [r for r in runs if r["latency_ms"] == latency_ms]
-        best = {c: max(r["items_per_s"] for r in mine if r["concurrency"] == c and r["cache"] == "empty")
+        cold = {c: sorted(r["items_per_s"] for r in mine if r["concurrency"] == c and r["cache"] == "empty")
                 for c in (1, 8)}
-        print(f"latency {latency_ms} ms: judged items/s, best of {args.rounds}: concurrency 1: {best[1]}, "
-              f"concurrency 8: {best[8]} (×{best[8] / best[1]:.2f}); warm cache: {mine[-1]['items_per_s']}")
+        median = {c: statistics.median(v) for c, v in cold.items()}
+        print(f"latency {latency_ms} ms: judged items/s, median (min-max) of {args.rounds} alternating rounds: "
+              f"concurrency 1: {median[1]} ({cold[1][0]}-{cold[1][-1]}), concurrency 8: {median[8]} "
+              f"({cold[8][0]}-{cold[8][-1]}), ×{median[8] / median[1]:.2f}; warm cache: {mine[-1]['items_per_s']}")
 
 
 if __name__ == "__main__":
