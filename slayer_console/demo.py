@@ -163,13 +163,15 @@ def accept_best(demo: Demo) -> dict:
     demo.step_no += 1
     click.secho(f"[{demo.step_no}] deltas, verdicts and Pareto selection", bold=True)
     store = demo.settings.store()
-    table = delta_table(store, demo.experiment, tolerance_pp=DEMO_TOLERANCE_PP)
+    config = demo.settings.experiment_config(demo.experiment)  # the v2.1 objective unless the home says otherwise
+    table = delta_table(store, demo.experiment, tolerance_pp=DEMO_TOLERANCE_PP, config=config)
     row = best(table) or max((r for r in table.rows if r.kind == "checkpoint"), key=lambda r: r.score or -1e9)
     override = row.verdict == "FAIL"
     reason = "demo: Pareto-best" + (" (override: every checkpoint has a significant regression)" if override else "")
     decide(store, row.subject_id, "accept", reason, actor="slayer demo", override=override,
            tolerance=DEMO_TOLERANCE_PP, experiment=demo.experiment)
-    click.echo(f"accepted {row.name}: score {row.score:.2f}, verdict {row.verdict} — {reason}")
+    click.echo(f"accepted {row.name}: score {row.score:.2f} = {config.formula(table.lam)}, verdict {row.verdict} — "
+               f"{reason}")
     recipe = find_subject(store, row.subject_id, demo.experiment)[1].recipe
     return {"name": row.name, "adapter": recipe["adapter"]}
 
@@ -181,7 +183,8 @@ def write_card(demo: Demo) -> Path:
 
     demo.step_no += 1
     click.secho(f"[{demo.step_no}] model card", bold=True)
-    text = render_card(demo.settings.store(), demo.experiment, tolerance_pp=DEMO_TOLERANCE_PP)
+    text = render_card(demo.settings.store(), demo.experiment, tolerance_pp=DEMO_TOLERANCE_PP,
+                       config=demo.settings.experiment_config(demo.experiment))
     path = demo.dir / "MODEL_CARD.md"
     tmp = path.with_suffix(".md.tmp")
     tmp.write_text(text, encoding="utf-8")

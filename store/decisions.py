@@ -64,8 +64,10 @@ def find_subject(store: Store, ref: str, experiment: str | None = None) -> tuple
 
 
 def decide(store: Store, subject: str, verdict: str, reason: str, actor: str | None = None, override: bool = False,
-           lam: float | None = None, tolerance: float | None = None, experiment: str | None = None) -> DecisionView:
-    """Record a decision on a subject with the delta row it was based on (under `lam` and `tolerance`).
+           lam: float | None = None, tolerance: float | None = None, experiment: str | None = None,
+           config_for=None) -> DecisionView:
+    """Record a decision on a subject with the delta row it was based on (under `lam` and `tolerance`, scored by
+    `config_for(experiment)` — e.g. Settings.experiment_config — else the plan's objective).
 
     Accepting a subject whose row has any FAIL cell needs override=True and a reason that says
     "override" — a significant regression is never accepted by accident."""
@@ -75,7 +77,8 @@ def decide(store: Store, subject: str, verdict: str, reason: str, actor: str | N
     if not reason:
         raise SpecError("decision: --reason is required (say why)")
     exp_name, subj = find_subject(store, subject, experiment)
-    table = delta_table(store, exp_name, lam=lam, tolerance_pp=tolerance)
+    table = delta_table(store, exp_name, lam=lam, tolerance_pp=tolerance,
+                        config=config_for(exp_name) if config_for else None)
     row = table.row(subj.subject_id)
     fails = [g for g, c in row.cells.items() if c.verdict == "FAIL"]
     if verdict == "accept" and fails:

@@ -14,7 +14,7 @@ from deltas_fixtures import flips, gate_event, ingest_events, subject
 
 from store import Store
 from store.card import front_matter, render_card
-from store.decisions import decide
+from store.decisions import decide, decisions_for
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE, REF = subject("Qwen-base", "base"), subject("bielik", "reference")
@@ -146,6 +146,9 @@ def test_the_objective_comes_from_the_experiments_config(home, tmp_path):
     assert slayer("card", "pl", "--out", str(card), home=home).returncode == 0
     assert "= pl_style + 0.1·pl_nlu − 2·max(0, regression)" in card.read_text()
     assert "#### Axis verdicts" in card.read_text()
+    assert slayer("decide", "ckpt-nlu", "reject", "--reason", "KLEJ only", home=home).returncode == 0
+    (snapshot,) = [d.snapshot for d in decisions_for(store, "pl") if d.name == "ckpt-nlu"]
+    assert snapshot["lambda"] == 2.0  # the decision was judged under the experiment's objective
 
     config.write_text("[objective.weights]\nklej = 1.0\n")
     bad = slayer("select", "pl", home=home)

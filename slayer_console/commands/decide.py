@@ -106,7 +106,7 @@ def decide(subject: str, verdict: str, reason: str, override: bool, experiment: 
     from store.decisions import decide as record
 
     d = record(settings().store(), subject, verdict, reason, override=override, lam=lam, tolerance=tolerance,
-               experiment=experiment)
+               experiment=experiment, config_for=settings().experiment_config)
     click.echo(f"{d.verdict}ed {d.name} ({d.subject_id}) in {d.experiment} by {d.actor}"
                + (" (override)" if d.override else ""))
 

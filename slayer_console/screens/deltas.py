@@ -176,6 +176,9 @@ class DeltasScreen(ModeScreen):
         worst = col.startswith("a:") and not row.axes  # the base row: the axis's worst own value
         prefix = f"{row.name} · " + (f"{axis_label(cell.axis)} worst: " if worst else "")
         note = f" · {cell.note}" if cell.note and cell.verdict in COMPARED else ""
+        axis = row.axes.get(cell.axis) if col.startswith("g:") else None  # the verdict the plan's tolerance reads
+        if axis is not None and axis.gain_pp is not None:
+            note += f" · axis {axis_label(cell.axis)} pooled: {axis.gain_pp:+.1f} pp, n={axis.n} → {axis.verdict}"
         return prefix + cell.detail() + note
 
     # -- actions ----------------------------------------------------------------------------------
@@ -202,7 +205,8 @@ class DeltasScreen(ModeScreen):
         from store.decisions import decide
 
         decide(self.app.store(), subject_id, verdict, reason, override=override, lam=self.app.lam,
-               tolerance=self.app.tolerance, experiment=self.table.experiment)
+               tolerance=self.app.tolerance, experiment=self.table.experiment,
+               config_for=self.app.settings.experiment_config)
         self.app.call_from_thread(self.notify, f"{name}: {verdict}ed" + (" (override)" if override else ""))
 
     def action_lam(self, step: int) -> None:

@@ -34,5 +34,5 @@ class ParetoScreen(ModalScreen[None]):
         text = Text("frontier", style="bold") + Text(" (gain / worst drop / score)\n")
         for r in pareto_frontier(self.table):
             text.append("★ " if r.subject_id == self.best_id else "  ", style="bold yellow")
-            text.append(f"{r.name}  {r.style_gain_pp or 0:+.1f} / {r.worst_regression_pp or 0:+.1f} / {r.score:.1f}\n")
+            text.append(f"{r.name}  {r.gain_pp or 0:+.1f} / {r.worst_regression_pp or 0:+.1f} / {r.score:.1f}\n")
         return text

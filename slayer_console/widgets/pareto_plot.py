@@ -1,5 +1,5 @@
-"""The Pareto frontier as a terminal plot: every candidate at (worst general regression, style gain),
-the frontier joined by a line, the best under the current λ labelled."""
+"""The Pareto frontier as a terminal plot: every candidate at (worst general regression, gain — the score's gain
+term, style + w_nlu · KLEJ by default), the frontier joined by a line, the best under the current λ labelled."""
 
 from __future__ import annotations
 
@@ -20,18 +20,18 @@ class ParetoPlot(PlotextPlot):
         front_ids = {r.subject_id for r in front}
         others = [r for r in rows if r.subject_id not in front_ids]
         if others:
-            plt.scatter([r.worst_regression_pp or 0.0 for r in others], [r.style_gain_pp or 0.0 for r in others],
+            plt.scatter([r.worst_regression_pp or 0.0 for r in others], [r.gain_pp or 0.0 for r in others],
                         marker="dot", color="gray", label="dominated")
         if front:
             ordered = sorted(front, key=lambda r: r.worst_regression_pp or 0.0)
-            plt.plot([r.worst_regression_pp or 0.0 for r in ordered], [r.style_gain_pp or 0.0 for r in ordered],
+            plt.plot([r.worst_regression_pp or 0.0 for r in ordered], [r.gain_pp or 0.0 for r in ordered],
                      marker="braille", color="cyan", label="frontier")
-            plt.scatter([r.worst_regression_pp or 0.0 for r in ordered], [r.style_gain_pp or 0.0 for r in ordered],
+            plt.scatter([r.worst_regression_pp or 0.0 for r in ordered], [r.gain_pp or 0.0 for r in ordered],
                         marker="●", color="cyan")
         for r in rows:
             if r.subject_id == best_id:
-                plt.text(f"★ {r.name}", r.worst_regression_pp or 0.0, r.style_gain_pp or 0.0, color="yellow")
-        plt.title(f"{table.experiment}: style gain vs worst general regression (pp), λ {table.lam:g}")
+                plt.text(f"★ {r.name}", r.worst_regression_pp or 0.0, r.gain_pp or 0.0, color="yellow")
+        plt.title(f"{table.experiment}: gain vs worst general regression (pp) · score = {table.config.formula(table.lam)}")
         plt.xlabel("worst general regression (pp, lower is better)")
-        plt.ylabel("style gain (pp)")
+        plt.ylabel("gain (pp)")
         self.refresh()
