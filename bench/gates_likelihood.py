@@ -1,17 +1,26 @@
 """Native likelihood scorer vs lm-eval's `hf` model: items/s, per-item agreement, tokens computed vs the minimum.
 
-    python bench/gates_likelihood.py [--items 200] [--hidden 64] [--layers 2] [--batch 8] [--lm-eval-batch 32]
+    python bench/gates_likelihood.py [--items 96] [--models 64x2,256x8] [--repeat 3]
+                                     [--native-batches 1,2,4,8] [--lm-eval-batches 4,8,16,32,64,auto]
 
 Same tiny model (engine.tiny), same items, same process, same thread count. Shapes: psc (long context,
 two one-token choices), belebele (long passage, letters), 8tags (short title, eight multi-token
 choices), polemo2_in (review, four multi-token choices), hellaswag (context, four long endings).
 lm-eval is timed on `HFLM.loglikelihood` alone, fed the same (context, continuation) pairs.
+
+Equal work per pass: our batch counts items, and one item's continuations run in one pass (items ×
+choices sequences); lm-eval's counts requests (one sequence each). So both sides are swept: ours over
+item batches, lm-eval over request batches (incl. its `auto`); each configuration is timed `--repeat`
+times (median), and each side's best configuration is reported with the sequences per pass it used.
+Tokens: ours counts the positions its forwards ran; lm-eval's are counted by wrapping its model call
+(`_model_call`: every position of every padded batch it sends through the model).
 """
 
 from __future__ import annotations
 
 import argparse
 import random
+import statistics
 import time
 from pathlib import Path
 
@@ -100,18 +109,29 @@ def token_counts(items, encode) -> tuple[int, int]:
     return sum(map(len, seen)), nodes
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--items", type=int, default=200)
-    ap.add_argument("--hidden", type=int, default=64)
-    ap.add_argument("--layers", type=int, default=2)
-    ap.add_argument("--batch", type=int, default=8, help="native: items per forward")
-    ap.add_argument("--lm-eval-batch", type=int, default=32, help="lm-eval: requests per forward")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--shapes", default=",".join(GATES))
-    args = ap.parse_args()
+def counting_model_calls(lm) -> list[int]:
+    """Wrap lm-eval's model call to count the positions (batch × length) it really runs."""
+    seen = [0]
+    call = lm._model_call
 
-    import torch
+    def counted(inps, *args, **kwargs):
+        seen[0] += inps.numel()
+        return call(inps, *args, **kwargs)
+
+    lm._model_call = counted
+    return seen
+
+
+def median_time(run, repeat: int):
+    """(median seconds, last output) of `repeat` timed calls of run() -> (seconds, output)."""
+    times, out = [], None
+    for _ in range(repeat):
+        t, out = run()
+        times.append(t)
+    return statistics.median(times), out
+
+
+def bench_model(hidden: int, layers: int, args, pool) -> None:
     from lm_eval.models.huggingface import HFLM
 
     from engine.gates import load_gate
@@ -119,38 +139,65 @@ def main() -> None:
     from engine.gates.hf_backend import HFBackend
     from engine.tiny.build import tiny_model_dir
 
-    torch.set_num_threads(args.threads)
-    model = tiny_model_dir("qwen3", 0, hidden_size=args.hidden, intermediate_size=2 * args.hidden,
-                           num_layers=args.layers)
+    model = tiny_model_dir("qwen3", 0, hidden_size=hidden, intermediate_size=2 * hidden, num_layers=layers)
     backend = HFBackend(str(model), None, 1.0, "cpu", "float32")
     params = sum(p.numel() for p in backend.model.parameters())
-    lm = HFLM(pretrained=str(model), add_bos_token=False, batch_size=args.lm_eval_batch, device="cpu",
-              dtype="float32")
-    pool = words()
-    print(f"tiny qwen3: hidden {args.hidden}, {args.layers} layers, {params / 1e6:.2f}M parameters; "
-          f"{args.items} items per shape; {args.threads} threads; native batch {args.batch} items, "
-          f"lm-eval batch {args.lm_eval_batch} requests\n")
-    print("| shape | choices | native items/s | lm-eval items/s | speed-up | same preds | max Δ loglik "
-          "| tokens native | tokens lm-eval | minimum |")
+    lms = {b: HFLM(pretrained=str(model), add_bos_token=False, batch_size=b, device="cpu", dtype="float32")
+           for b in args.lm_eval_batches.split(",")}
+    print(f"\ntiny qwen3: hidden {hidden}, {layers} layers, {params / 1e6:.2f}M parameters; {args.items} items per "
+          f"shape; {args.threads} threads; median of {args.repeat}; native item batches {args.native_batches}, "
+          f"lm-eval request batches {args.lm_eval_batches}\n")
+    print("| shape | choices | native best: items/s (batch, seqs/pass) | lm-eval best: items/s (batch) | speed-up "
+          "| same preds | max Δ loglik | tokens native | tokens lm-eval (counted) | minimum |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for shape in args.shapes.split(","):
         gate = load_gate(GATES[shape])
         rows = make_rows(shape, args.items, random.Random(0), pool)
         items = GateItems(gate, rows, list(range(len(rows))), "bench", len(rows), "")
         warm = GateItems(gate, rows[:4], [0, 1, 2, 3], "bench", 4, "")
-        native(backend, warm, args.batch)
-        lm_eval_scores(lm, warm)
-        t_native, out = native(backend, items, args.batch)
-        t_lm, ref = lm_eval_scores(lm, items)
+        choices = len(gate.choices_for(rows[0]))
+        n = len(rows)
+        ours = {}
+        for b in map(int, args.native_batches.split(",")):
+            native(backend, warm, b)
+            before = backend.tokens_computed
+            ours[b] = median_time(lambda: native(backend, items, b), args.repeat)
+            ours[b] = (*ours[b], (backend.tokens_computed - before) // args.repeat)
+        theirs = {}
+        for b, lm in lms.items():
+            lm_eval_scores(lm, warm)
+            seen = counting_model_calls(lm)
+            theirs[b] = (*median_time(lambda: lm_eval_scores(lm, items), args.repeat), seen[0] // args.repeat)
+        nb = min(ours, key=lambda b: ours[b][0])
+        lb = min(theirs, key=lambda b: theirs[b][0])
+        (t_native, out, tok_native), (t_lm, ref, tok_lm) = ours[nb], theirs[lb]
         ref_preds = [max(range(len(ll)), key=lambda i: (ll[i], -i)) for ll in ref]
         same = sum(p == q for p, q in zip(out.preds, ref_preds))
         mine = [s["loglikelihoods"] for s in out.samples]
         delta = max(abs(a - b) for x, y in zip(mine, ref) for a, b in zip(x, y))
-        n = len(rows)
-        lm_tokens, minimum = token_counts(items, lambda t: backend.encode(t, False))
-        print(f"| {shape} | {len(gate.choices_for(rows[0]))} | {n / t_native:.1f} | {n / t_lm:.1f} "
-              f"| {t_lm / t_native:.2f}× | {same}/{n} | {delta:.1e} | {out.stats['tokens_computed']} "
-              f"| {lm_tokens} | {minimum} |")
+        _, minimum = token_counts(items, lambda t: backend.encode(t, False))
+        print(f"| {shape} | {choices} | {n / t_native:.1f} ({nb}, {nb * choices}) | {n / t_lm:.1f} ({lb}) "
+              f"| {t_lm / t_native:.2f}× | {same}/{n} | {delta:.1e} | {tok_native} | {tok_lm} | {minimum} |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--items", type=int, default=96)
+    ap.add_argument("--models", default="64x2,256x8", help="hidden x layers, comma-separated")
+    ap.add_argument("--native-batches", default="1,2,4,8", help="native: items per forward")
+    ap.add_argument("--lm-eval-batches", default="4,8,16,32,64,auto", help="lm-eval: requests per forward")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--shapes", default=",".join(GATES))
+    args = ap.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    pool = words()
+    for spec in args.models.split(","):
+        hidden, layers = (int(x) for x in spec.split("x"))
+        bench_model(hidden, layers, args, pool)
 
 
 if __name__ == "__main__":
