@@ -12,16 +12,12 @@ from textual.binding import Binding
 from textual.reactive import reactive
 from textual.worker import get_current_worker
 
+from slayer_console import modes
 from slayer_console.commands_palette import BoxesProvider, ExperimentsProvider, JobsProvider, SubjectsProvider
 from slayer_console.live import DeltaCache, Poller, Stamp
 from slayer_console.screens.base import WorkerErrors
-from slayer_console.screens.boxes import BoxesScreen
-from slayer_console.screens.dashboard import DashboardScreen
-from slayer_console.screens.deltas import DeltasScreen
-from slayer_console.screens.experiments import ExperimentsScreen
 from slayer_console.screens.help import HelpScreen
 from slayer_console.screens.host_key import HostKeyDialog
-from slayer_console.screens.jobs import JobsScreen
 
 # λ and tolerance move along ladders: re-ranking happens at values an operator would pick.
 LAMBDAS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
@@ -38,17 +34,12 @@ class SlayerApp(WorkerErrors, App):
 
     CSS_PATH = "app.tcss"
     TITLE = "slayer"
-    MODES = {"dashboard": DashboardScreen, "boxes": BoxesScreen, "jobs": JobsScreen,
-             "experiments": ExperimentsScreen, "deltas": DeltasScreen}
+    MODES = {m.name: m.screen_class() for m in modes.MODES}
     DEFAULT_MODE = "dashboard"
     COMMANDS = App.COMMANDS | {ExperimentsProvider, SubjectsProvider, JobsProvider, BoxesProvider}
     BINDINGS = [
         Binding("f1", "help", "Help", id="help"),
-        Binding("1", "switch_mode('dashboard')", "Dashboard", id="mode-dashboard", show=False),
-        Binding("2", "switch_mode('boxes')", "Boxes", id="mode-boxes", show=False),
-        Binding("3", "switch_mode('jobs')", "Jobs", id="mode-jobs", show=False),
-        Binding("4", "switch_mode('experiments')", "Experiments", id="mode-experiments", show=False),
-        Binding("5", "switch_mode('deltas')", "Deltas", id="mode-deltas", show=False),
+        *(Binding(m.key, f"switch_mode('{m.name}')", m.label, id=f"mode-{m.name}", show=False) for m in modes.MODES),
         Binding("q", "quit", "Quit", id="quit"),
     ]
 

@@ -35,7 +35,7 @@ class ListProvider(Provider):
 
 class ExperimentsProvider(ListProvider):
     def load(self) -> list[Item]:
-        from slayer_console.reads import experiment_summaries
+        from store.overview import experiment_summaries
 
         return [(f"experiment {e.name}", partial(self.app.open_deltas, e.name),
                  f"open its deltas · {e.subjects} subjects, {e.runs} runs")
@@ -44,7 +44,7 @@ class ExperimentsProvider(ListProvider):
 
 class SubjectsProvider(ListProvider):
     def load(self) -> list[Item]:
-        from slayer_console.reads import list_subjects
+        from store.overview import list_subjects
 
         return [(f"subject {s.name} ({s.experiment})", partial(self.app.open_deltas, s.experiment, s.subject_id),
                  f"{s.kind}{f' step {s.step}' if s.step is not None else ''} · its row in the delta table")

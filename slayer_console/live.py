@@ -9,35 +9,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-from engine.vocab import ACTIVE
-
 
 class Stamp(NamedTuple):
-    """Counts that grow whenever something the console shows changes."""
+    """Changes whenever something the console shows changes: the store's counts and boxes.toml."""
 
-    runs: int
-    events: int
-    decisions: int
-    subjects: int
-    experiments: int
-    gate_results: int
+    counts: tuple
     boxes_mtime: float
 
 
 def read_stamp(store, home: Path) -> Stamp:
-    from sqlalchemy import func, select
+    from store.overview import change_counts
 
-    from store.models import Decision, Experiment, GateResult, Run, RunCursor, Subject
-
-    def count(table):
-        return select(func.count()).select_from(table).scalar_subquery()
-
-    q = select(count(Run), select(func.coalesce(func.sum(RunCursor.seq), 0)).scalar_subquery(), count(Decision),
-               count(Subject), count(Experiment), select(func.coalesce(func.max(GateResult.id), 0)).scalar_subquery())
-    with store.session() as s:
-        row = s.execute(q).one()
     boxes = Path(home) / "boxes.toml"
-    return Stamp(*row, boxes.stat().st_mtime if boxes.exists() else 0.0)
+    return Stamp(change_counts(store), boxes.stat().st_mtime if boxes.exists() else 0.0)
 
 
 @dataclass
@@ -56,16 +40,12 @@ class Poller:
         self._reported: set[str] = set()  # runs whose ingest error was shown once already
 
     def poll(self) -> PollResult:
-        from sqlalchemy import select
-
         from engine.errors import SpecError
         from store.ingest import ingest_run_dir
-        from store.models import Run
+        from store.overview import active_runs
 
-        with self.store.session() as s:
-            active = s.execute(select(Run.id, Run.box, Run.run_dir).where(Run.status.in_(ACTIVE))).all()
         problems, remote = [], []
-        for run_id, box, run_dir in active:
+        for run_id, box, run_dir in active_runs(self.store):
             if box != "local":
                 remote.append(run_id)
                 continue
@@ -78,19 +58,6 @@ class Poller:
                     self._reported.add(run_id)
                     problems.append(str(e))
         return PollResult(read_stamp(self.store, self.home), remote, problems)
-
-
-def table_key(store) -> tuple:
-    """What a delta table depends on: gate results, subjects and decisions (one cheap query)."""
-    from sqlalchemy import func, select
-
-    from store.models import Decision, GateResult, Subject
-
-    q = select(select(func.coalesce(func.max(GateResult.id), 0)).scalar_subquery(),
-               select(func.count()).select_from(Subject).scalar_subquery(),
-               select(func.count()).select_from(Decision).scalar_subquery())
-    with store.session() as s:
-        return tuple(s.execute(q).one())
 
 
 class DeltaCache:
@@ -106,10 +73,11 @@ class DeltaCache:
 
     def table(self, store, experiment: str):
         from store.deltas import delta_table
+        from store.overview import results_key
 
         with self._lock:
             config = self._configs(experiment) if self._configs else None
-            key = (table_key(store), config)
+            key = (results_key(store), config)
             hit = self._tables.get(experiment)
             if hit is not None and hit[0] == key:
                 return hit[1]
@@ -128,6 +96,6 @@ class DeltaCache:
 
 def default_experiment(store) -> str | None:
     """The newest experiment that has subjects (what the console opens on)."""
-    from slayer_console.reads import experiment_summaries
+    from store.overview import experiment_summaries
 
     return next((e.name for e in experiment_summaries(store) if e.subjects), None)

@@ -118,3 +118,16 @@ def test_migrations_match_the_models(tmp_path):
     with store.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
     assert diff == []
+
+
+def test_the_console_reads_the_store_through_its_query_api():
+    """slayer_console builds no SQL: no sqlalchemy, sqlmodel or store.models, in any function either
+    (store.queries, store.overview, store.deltas … are its API)."""
+    problems = []
+    for path in (ROOT / "slayer_console").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
+            problems += [f"{path.relative_to(ROOT)}:{node.lineno} imports {name}" for name in names
+                         if name.split(".")[0] in ("sqlalchemy", "sqlmodel") or name.startswith("store.models")]
+    assert problems == []

@@ -60,7 +60,7 @@ class DashboardScreen(ModeScreen):
     def load(self, experiment: str | None, lam: float, tolerance: float | None) -> None:
         from remotes.boxes import load_boxes
         from slayer_console.live import default_experiment
-        from slayer_console.reads import recent_decisions
+        from store.overview import recent_decisions
         from store.queries import list_runs
 
         store = self.app.store()

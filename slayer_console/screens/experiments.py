@@ -63,7 +63,7 @@ class ExperimentsScreen(ModeScreen):
 
     @work(thread=True, group="experiments", exclusive=True, exit_on_error=False)
     def load(self) -> None:
-        from slayer_console.reads import experiment_summaries
+        from store.overview import experiment_summaries
 
         self.post_message(self.Loaded(experiment_summaries(self.app.store())))
 
@@ -84,7 +84,7 @@ class ExperimentsScreen(ModeScreen):
     def load_detail(self, experiment: str | None) -> None:
         if experiment is None:
             return
-        from slayer_console.reads import list_subjects
+        from store.overview import list_subjects
         from store.queries import list_runs
 
         store = self.app.store()

@@ -10,6 +10,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Static
 
 from engine.vocab import DECISIONS, VERDICTS
+from slayer_console.modes import MODES
 
 
 
@@ -54,7 +55,8 @@ class HelpScreen(ModalScreen[None]):
         with VerticalScroll(id="help"):
             yield Static(Text("Keys", style="bold"))
             yield Static(self.keys, id="help-keys")
-            yield Static(Text("\nDigits 1–5 switch screens: Dashboard, Boxes, Jobs, Experiments, Deltas.\n"
+            yield Static(Text(f"\nDigits {MODES[0].key}–{MODES[-1].key} switch screens: "
+                              f"{', '.join(m.label for m in MODES)}.\n"
                               "j/k/h/l and g/G move in every table.\n", style="dim"))
             yield Static(Text("Legend", style="bold"))
             yield Static(Text(legend()))

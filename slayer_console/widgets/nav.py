@@ -5,8 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-MODES = (("1", "dashboard", "Dashboard"), ("2", "boxes", "Boxes"), ("3", "jobs", "Jobs"),
-         ("4", "experiments", "Experiments"), ("5", "deltas", "Deltas"))
+from slayer_console.modes import MODES
 
 
 class NavBar(Static):
@@ -22,10 +21,10 @@ class NavBar(Static):
 
     def render(self) -> Text:
         text = Text()
-        for key, mode, label in MODES:
-            style = "bold reverse" if mode == self.current else ""
-            text.append(f" {key} ", style="bold")
-            text.append(f"{label} ", style=style)
+        for mode in MODES:
+            style = "bold reverse" if mode.name == self.current else ""
+            text.append(f" {mode.key} ", style="bold")
+            text.append(f"{mode.label} ", style=style)
             text.append(" ")
         text.append("│ ", style="dim")
         text.append("F1", style="bold")

@@ -1,15 +1,15 @@
-"""What the console reads from the store besides store.queries: experiment summaries, subjects and recent
-decisions. Plain functions, called from worker threads."""
+"""The console's overviews of the store: experiment summaries, subjects, recent decisions, active runs and the
+change counts the console polls. Rows become plain objects here, so the console never builds SQL."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from sqlalchemy import case, func, select
 
-from store.models import Decision, Experiment, Run, Subject
-
 from engine.vocab import ACTIVE, SUBJECT_KINDS
+from store.models import Decision, Experiment, GateResult, Run, RunCursor, Subject
 
 
 @dataclass
@@ -61,7 +61,9 @@ def list_subjects(store, experiment: str | None = None) -> list[SubjectView]:
 
 
 @dataclass
-class DecisionView:
+class RecentDecision:
+    """One line of the dashboard's decision list (store.decisions.DecisionView is the full record)."""
+
     experiment: str
     subject: str
     verdict: str
@@ -71,11 +73,47 @@ class DecisionView:
     created_ms: int
 
 
-def recent_decisions(store, limit: int = 10) -> list[DecisionView]:
+def recent_decisions(store, limit: int = 10) -> list[RecentDecision]:
     q = (select(Decision, Subject.name, Experiment.name)
          .join(Subject, Decision.subject_pk == Subject.id)
          .join(Experiment, Subject.experiment_id == Experiment.id)
          .order_by(Decision.created_ms.desc(), Decision.id.desc()).limit(limit))
     with store.session() as s:
-        return [DecisionView(exp, name, d.verdict, d.reason, d.actor, d.override, d.created_ms)
+        return [RecentDecision(exp, name, d.verdict, d.reason, d.actor, d.override, d.created_ms)
                 for d, name, exp in s.execute(q).all()]
+
+
+def active_runs(store) -> list[tuple[str, str, str]]:
+    """(run id, box, run directory) of every queued or running run."""
+    with store.session() as s:
+        return [tuple(r) for r in s.execute(select(Run.id, Run.box, Run.run_dir).where(Run.status.in_(ACTIVE))).all()]
+
+
+class Counts(NamedTuple):
+    """Counts that grow whenever something the console shows changes."""
+
+    runs: int
+    events: int
+    decisions: int
+    subjects: int
+    experiments: int
+    gate_results: int
+
+
+def change_counts(store) -> Counts:
+    def count(table):
+        return select(func.count()).select_from(table).scalar_subquery()
+
+    q = select(count(Run), select(func.coalesce(func.sum(RunCursor.seq), 0)).scalar_subquery(), count(Decision),
+               count(Subject), count(Experiment), select(func.coalesce(func.max(GateResult.id), 0)).scalar_subquery())
+    with store.session() as s:
+        return Counts(*s.execute(q).one())
+
+
+def results_key(store) -> tuple:
+    """What a delta table depends on: gate results, subjects and decisions (one cheap query)."""
+    q = select(select(func.coalesce(func.max(GateResult.id), 0)).scalar_subquery(),
+               select(func.count()).select_from(Subject).scalar_subquery(),
+               select(func.count()).select_from(Decision).scalar_subquery())
+    with store.session() as s:
+        return tuple(s.execute(q).one())
