@@ -14,6 +14,7 @@ from engine.errors import JobCancelled, SpecError
 from engine.events import EventWriter, JobContext
 from engine.extras import extra_of, install_hint
 from engine.jobs import JobSpec
+from engine.refs import resolve_refs
 
 
 def _raise_cancelled(signum, frame):
@@ -35,7 +36,7 @@ def run_job(spec: JobSpec, run_dir: str | os.PathLike, run_id: str | None = None
     old = {s: signal.signal(s, _raise_cancelled) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         writer.emit("status", status="running", pid=os.getpid())
-        spec.kind.run(spec.config, ctx)
+        spec.kind.run(resolve_refs(spec.config), ctx)
         # Signals arriving after the job body finished no longer interrupt: the result is written.
         for s in old:
             signal.signal(s, signal.SIG_IGN)

@@ -3,11 +3,14 @@ python, torch and the engine on it. One shell probe over one SSH connection."""
 
 from __future__ import annotations
 
+import json
+import os
 import shlex
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
-from remotes.boxes import Box
+from remotes.boxes import Box, BoxError
 from remotes.ssh import HostKeyConfirm, connect_box, ensure_pinned, python_command, run_command, shell_path
 
 # Reads torch's version and CUDA build from its files instead of importing it (seconds on a big box).
@@ -139,4 +142,30 @@ async def check_box(box: Box, home, *, confirm: HostKeyConfirm | None = None,
     report = parse_probe(box, out)
     report.host_key = await ensure_pinned(box, home)
     report.elapsed_s = round(time.monotonic() - start, 2)
+    save_report(home, report)
     return report
+
+
+def checks_dir(home) -> Path:
+    return Path(home) / "box_checks"
+
+
+def save_report(home, report: BoxReport) -> None:
+    """Keep the last check of a box: `slayer plan` and `slayer run --box` plan against it."""
+    path = checks_dir(home) / f"{report.box}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({**report.as_dict(), "checked_s": time.time()}, indent=1), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def load_report(home, name: str) -> dict:
+    """The last recorded check of box `name`; BoxError (one line, with the fix) when it was never checked."""
+    path = checks_dir(home) / f"{name}.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BoxError(f"box {name!r} was never checked, so its GPUs, memory and disk are unknown: run "
+                       f"`slayer boxes check {name}` first") from None
+    except ValueError:
+        raise BoxError(f"{path}: unreadable check record; run `slayer boxes check {name}` again") from None

@@ -30,6 +30,7 @@ COMMANDS = {
     "card": "slayer_console.commands.decide:card",
     "boxes": "slayer_console.commands.boxes:boxes",
     "demo": "slayer_console.commands.demo:demo",
+    "plan": "slayer_console.commands.plan:plan",
 }
 
 HELP = {
@@ -48,6 +49,7 @@ HELP = {
     "card": "Render the model card of an experiment.",
     "boxes": "Machines where jobs run: local, SSH, vast.ai.",
     "demo": "The whole campaign on tiny models, on this machine.",
+    "plan": "Will a job fit a box? Memory and disk estimate, verdict, cheapest fix.",
 }
 
 

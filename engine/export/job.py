@@ -17,11 +17,12 @@ EXAMPLE = '''# export.gguf: the chosen subject (base + adapter at a scale, or a 
 kind = "export.gguf"
 name = "slayer-gguf"
 
-model = "/models/Qwen3.5-27B"         # base model: a local HF directory with safetensors weights
-adapter = "runs/sft/outputs/checkpoint-800"   # PEFT LoRA / DoRA adapter; omit to export the base itself
-scale = 0.5                           # adapter scale: W + scale·(W_adapted − W)
+model = "tiny:qwen3"                  # base model: a local HF directory with safetensors weights (tiny:qwen3:
+                                      # the embedded tiny model), e.g. "/models/Qwen3.5-27B"
+# adapter = "runs/sft/outputs/adapter" # PEFT LoRA / DoRA adapter; without one the base itself is exported
+# scale = 0.5                         # adapter scale: W + scale·(W_adapted − W)
 outtype = "f16"                       # the converted file: f16 | bf16 | f32 (quants are made from it)
-quants = ["Q8_0", "Q4_K_M"]           # llama.cpp quantisations
+quants = ["Q8_0"]                     # llama.cpp quantisations, e.g. ["Q8_0", "Q4_K_M"]
 verify = true                         # KL and top-1 of every file against the HF model
 probe_tokens = 64                     # each probe is cut to this many tokens
 device = "cpu"                        # where the HF reference runs (cuda on a GPU box)

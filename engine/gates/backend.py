@@ -36,6 +36,10 @@ class SubjectSpec(JobConfig):
     file: str | None = Field(None, description="GGUF file (llama_cpp backend)")
     endpoint: EndpointSettings | None = Field(None, description="the server (endpoint backend): url, model, "
                                                                 "concurrency, …")
+    quantization: Literal["none", "4bit"] = Field(
+        "none", description="hf on CUDA: 4bit loads the base in NF4 as QLoRA trains it (recorded in the fingerprint)")
+    device_map: Literal["none", "auto"] = Field(
+        "none", description="hf on CUDA: auto spreads the layers over every visible GPU (recorded in the fingerprint)")
 
     @model_validator(mode="after")
     def _complete(self):
@@ -46,6 +50,8 @@ class SubjectSpec(JobConfig):
         if self.backend == "endpoint" and (self.endpoint is None or self.adapter):
             raise ValueError(f"subject {self.name!r}: the endpoint backend needs an [endpoint] table (url, model) "
                              "and takes no adapter (serve the adapter on the server)")
+        if self.backend != "hf" and (self.quantization != "none" or self.device_map != "none"):
+            raise ValueError(f"subject {self.name!r}: quantization and device_map are hf backend options")
         if self.backend == "llama_cpp" and self.adapter:
             raise ValueError(f"subject {self.name!r}: adapters are supported on the hf backend; "
                              "export a merged GGUF for llama_cpp")
@@ -75,7 +81,7 @@ def open_backend(spec: SubjectSpec, device: str = "cpu"):
         return LlamaCppBackend(spec.file, device)
     from engine.gates.hf_backend import HFBackend
 
-    return HFBackend(spec.model, spec.adapter, spec.scale, device, spec.dtype)
+    return HFBackend(spec.model, spec.adapter, spec.scale, device, spec.dtype, spec.quantization, spec.device_map)
 
 
 def check_device(device: str) -> None:

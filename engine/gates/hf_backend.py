@@ -40,6 +40,40 @@ def merge_adapter(model, adapter: str, scale: float):
     return wrapped.unload()
 
 
+def unmerged_adapter(model, adapter: str):
+    """The adapter applied at run time on a quantised base (as QLoRA trained it)."""
+    from peft import PeftModel
+
+    try:
+        return PeftModel.from_pretrained(model, adapter)
+    except (OSError, ValueError) as e:
+        raise SpecError(f"{adapter}: cannot load the PEFT adapter ({e.__class__.__name__}: {str(e)[:200]})") from None
+
+
+def check_loading(quantization: str, device_map: str, device: str, adapter: str | None, scale: float,
+                  who: str) -> None:
+    """Refuse, in one line naming `who`, loading options this machine or this subject cannot have."""
+    if quantization == "4bit" and not device.startswith("cuda"):
+        raise SpecError(f'{who}: quantization = "4bit" (bitsandbytes NF4) needs a CUDA GPU and the gate runs on '
+                        f'{device}; use quantization = "none"')
+    if device_map == "auto" and not device.startswith("cuda"):
+        raise SpecError(f'{who}: device_map = "auto" spreads the model over CUDA GPUs and the gate runs on '
+                        f'{device}; use device_map = "none"')
+    if quantization == "4bit" and adapter and scale != 1.0:
+        raise SpecError(f'{who}: an adapter at scale {scale:g} is merged into the weights, which NF4 cannot '
+                        'hold; score scaled candidates with quantization = "none"')
+
+
+def loading_fingerprint(quantization: str, device_map: str) -> dict:
+    """How the weights were loaded, for the fingerprint; empty for the plain load (older results still match)."""
+    out = {}
+    if quantization == "4bit":
+        out["quantization"] = "nf4"
+    if device_map == "auto":
+        out["device_map"] = "auto"
+    return out
+
+
 def split_by_length(rows: list, length, min_saving: float = 0.1) -> list[list]:
     """Rows sorted by length, in one part, or two when that pads at least `min_saving` less (lm-eval sorts
     every request by length; one batch's continuations can differ a lot, e.g. HellaSwag endings)."""
@@ -54,25 +88,51 @@ def split_by_length(rows: list, length, min_saving: float = 0.1) -> list[list]:
 class HFBackend:
     name = "hf"
 
-    def __init__(self, model: str, adapter: str | None, scale: float, device: str, dtype: str):
+    def __init__(self, model: str, adapter: str | None, scale: float, device: str, dtype: str,
+                 quantization: str = "none", device_map: str = "none"):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        if dtype == "auto":
+        check_loading(quantization, device_map, device, adapter, scale, model)
+        if dtype == "auto" or quantization == "4bit":
             dtype = "bfloat16" if device.startswith("cuda") else "float32"
-        self.dtype, self.device = dtype, device
+        kwargs: dict = {"dtype": getattr(torch, dtype)}
+        if quantization == "4bit":
+            from engine.train.adapter import nf4_config
+
+            kwargs["quantization_config"] = nf4_config()
+        if quantization == "4bit" or device_map == "auto":
+            # a quantised or dispatched model is placed by the loader and never moved afterwards
+            kwargs["device_map"] = "auto" if device_map == "auto" else {"": device}
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(model)
-            net = AutoModelForCausalLM.from_pretrained(model, dtype=getattr(torch, dtype))
+            tokenizer = AutoTokenizer.from_pretrained(model)
+            net = AutoModelForCausalLM.from_pretrained(model, **kwargs)
         except OSError as e:
             raise SpecError(f"{model}: cannot load the model ({str(e)[:200]})") from None
-        if adapter:
+        if adapter and quantization == "4bit":
+            net = unmerged_adapter(net, adapter)  # merging into NF4 would round the update away
+        elif adapter:
             net = merge_adapter(net, adapter, scale)
-        self.model = net.to(device).eval()
-        config = self.model.config.get_text_config() if hasattr(self.model.config, "get_text_config") \
-            else self.model.config
+        if "device_map" not in kwargs:
+            net = net.to(device)
+        self._attach(net.eval(), tokenizer, device, dtype, loading_fingerprint(quantization, device_map))
+
+    @classmethod
+    def wrap(cls, model, tokenizer, device: str, dtype: str, loading: dict) -> "HFBackend":
+        """A backend over a model already in memory (the training process's own, adapter and all): nothing is
+        loaded, nothing is copied. The caller puts the model in eval mode and owns it afterwards."""
+        backend = cls.__new__(cls)
+        backend._attach(model, tokenizer, device, dtype, loading)
+        return backend
+
+    def _attach(self, model, tokenizer, device: str, dtype: str, loading: dict) -> None:
+        self.model, self.tokenizer, self.dtype = model, tokenizer, dtype
+        # inputs go where the embeddings live (the first GPU of a dispatched model)
+        self.device = str(model.get_input_embeddings().weight.device) if device.startswith("cuda") else device
+        self.fingerprint = loading  # added to every result's fingerprint: a 4-bit result never meets a bf16 one
+        config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
         self.max_length = next((getattr(config, k) for k in CONFIG_LENGTH_KEYS if getattr(config, k, None)), 2048)
-        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.tokens_computed = 0  # real (non-pad) positions run through the model
         self.tokens_padded = 0  # positions including padding
 

@@ -44,17 +44,20 @@ samples = "samples.jsonl"     # per-item audit lines (log-likelihoods, pred, gol
 # api_key_env = "SLAYER_JUDGE_API_KEY"   # the key is read from this variable, never stored
 # concurrency = 8
 
-# [files]                     # local jsonl/json/csv/tsv/parquet files (docs/gate_data.md has the columns)
-# polish_psc = "/data/klej-psc/test.parquet"       # offline boxes: a copy of a public test split
-# style_prompts = "data/holdout_v1.jsonl"          # your held-out Polish style prompts (style_judge, pl_grammar)
-# style_pairs = "data/style_pl_pref_v3.jsonl"      # your held-out style preference pairs (style_pref)
+[files]                       # local jsonl/json/csv/tsv/parquet files (docs/gate_data.md has the columns)
+polish_psc = "assets:examples/psc.jsonl"         # rows shipped with slayer; drop the line for the gate's dataset
+# polish_psc = "/data/klej-psc/test.parquet"     # offline boxes: a copy of a public test split
+# style_prompts = "data/holdout_v1.jsonl"        # your held-out Polish style prompts (style_judge, pl_grammar)
+# style_pairs = "data/style_pl_pref_v3.jsonl"    # your held-out style preference pairs (style_pref)
 
 [[subjects]]
 name = "base"
 kind = "base"                 # base | reference | checkpoint | merge | quant
-model = "Qwen/Qwen3-0.6B"     # HF id or a local HF-format directory
+model = "tiny:qwen3"          # HF id, a local HF-format directory, or tiny:qwen3 (the embedded tiny model)
 backend = "hf"                # hf | llama_cpp (then: file = "model.gguf") | endpoint
 dtype = "auto"                # bfloat16 on cuda, float32 on cpu
+quantization = "none"         # "4bit": NF4 as QLoRA trains (CUDA only; recorded in the fingerprint)
+device_map = "none"           # "auto": spread a big model over every GPU (CUDA only; recorded too)
 
 # [[subjects]]                # a model behind an OpenAI-compatible server (vLLM, llama-server, llama-swap)
 # name = "served"
@@ -68,8 +71,8 @@ dtype = "auto"                # bfloat16 on cuda, float32 on cpu
 # [[subjects]]                # an adapter checkpoint, at half strength
 # name = "ckpt-800 x0.5"
 # kind = "merge"
-# model = "Qwen/Qwen3-0.6B"
-# adapter = "runs/sft/outputs/checkpoint-800"
+# model = "tiny:qwen3"
+# adapter = "runs/sft/outputs/checkpoints/checkpoint-4"
 # scale = 0.5
 '''
 

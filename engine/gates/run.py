@@ -137,6 +137,15 @@ def gate_file(gate: Gate, files: dict[str, str]) -> str | None:
     return files.get(gate.name) or (files.get(key) if key else None)
 
 
+def check_subjects(subjects: list[SubjectSpec], device: str) -> None:
+    """Loading options this machine cannot honour are refused before any model or data is loaded."""
+    from engine.gates.hf_backend import check_loading
+
+    for spec in subjects:
+        if spec.backend == "hf":
+            check_loading(spec.quantization, spec.device_map, device, spec.adapter, spec.scale, f"subject {spec.name}")
+
+
 def prepare_items(gates: list[Gate], files: dict[str, str] | None = None,
                   fewshot_files: dict[str, str] | None = None, limit: int = 0, allow_code_exec: bool = False,
                   device: str = "cpu", judge=None, fixtures: bool = False) -> list[GateItems]:
@@ -191,6 +200,8 @@ def run_gates(subjects: list[SubjectSpec], gates: list[Gate], out_dir: str | os.
     (style_judge, en_chat) the subject with kind = "base" is scored first and the others are compared with it.
     """
     judge = judge or judge_from_env()
+    check_device(device)
+    check_subjects(subjects, device)
     loaded = prepare_items(gates, files, fewshot_files, limit, allow_code_exec, device, judge, fixtures)
     check_endpoints(subjects, gates)
     pairwise = [i.gate.name for i in loaded if get_scorer(i.gate.scorer).pairwise]

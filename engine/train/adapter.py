@@ -50,22 +50,33 @@ def local_rank() -> int:
     return int(os.environ.get("LOCAL_RANK", "0"))
 
 
+def nf4_config(sharded: bool = False):
+    """QLoRA's quantisation (Dettmers et al. 2023): NF4 weights, double quantisation, bf16 compute. FSDP shards
+    only floating-point tensors of one dtype, so a sharded run stores the packed 4-bit weights as bf16
+    (`bnb_4bit_quant_storage`); the values are the same."""
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=torch.bfloat16,
+                              bnb_4bit_quant_storage=torch.bfloat16 if sharded else torch.uint8)
+
+
 def load_base(path: str, cfg: TrainJobConfig):
     """The frozen base (4-bit NF4 with double quantisation and bf16 compute when asked)."""
     import torch
     from transformers import AutoModelForCausalLM
 
     kwargs: dict = {"dtype": weights_dtype(cfg)}
+    sharded = cfg.launcher == "accelerate" and cfg.distributed == "fsdp"
     if cfg.quantization == "4bit":
-        from transformers import BitsAndBytesConfig
-
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16)
+        kwargs["quantization_config"] = nf4_config(sharded)
         kwargs["dtype"] = torch.bfloat16
-        kwargs["device_map"] = {"": local_rank()}
+        if not sharded:  # FSDP places the shards itself
+            kwargs["device_map"] = {"": local_rank()}
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    if cfg.quantization == "4bit":
+    if cfg.quantization == "4bit" and not sharded:
+        # it upcasts the unquantised weights to float32, which FSDP (one dtype per flat shard) cannot mix
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(

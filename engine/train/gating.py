@@ -1,4 +1,6 @@
-"""Gate checkpoints while training goes on: one `gate` job per checkpoint, run as its own process.
+"""Gate checkpoints while training goes on. This module: the mode (engine.plan picks `auto`), the base results
+kept once per experiment, and the `process` mode — one `gate` job per checkpoint, run as its own process
+(`in_process` lives in engine.train.inprocess; `fanout` is driven by the console, which holds the boxes).
 
 Each gate job runs as `python -m engine run` in outputs/gates/ckpt-<step>/ (a run directory of its own);
 its gate_result events are copied into the training run's events, so the store sees them with the
@@ -9,13 +11,16 @@ training job stops its gates, and a resumed run gates again whatever has no resu
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import json
+import os
 import shutil
 import signal
 import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Callable
 
 import engine
 from engine.errors import SpecError
@@ -87,8 +92,9 @@ def format_mismatch(data: str, settings: CheckpointGating) -> str | None:
 class CheckpointGater:
     """Runs gate jobs in the background, at most `max_parallel` at once; `close()` waits for all of them."""
 
-    def __init__(self, settings: CheckpointGating, ctx, run_name: str, done: set[tuple[str, str]], source: str):
-        self.settings, self.ctx, self.run_name = settings, ctx, run_name
+    def __init__(self, settings: CheckpointGating, ctx, run_name: str, done: set[tuple[str, str]], source: str,
+                 emit: Callable[[dict], None]):
+        self.settings, self.ctx, self.run_name, self.emit = settings, ctx, run_name, emit
         self.done = set(done)  # (subject id, gate) pairs already in the training run's events
         self.expected = check_gates(settings, source)
         self._slots = threading.Semaphore(settings.max_parallel)
@@ -145,7 +151,7 @@ class CheckpointGater:
                     if key in self.done:
                         continue
                     self.done.add(key)
-                self.ctx.gate_result({k: v for k, v in e.items() if k not in META})
+                self.emit({k: v for k, v in e.items() if k not in META})
         status = next((e for e in reversed(events) if e["type"] == "status"), {})
         if status.get("status") != "succeeded" and not self._cancelled:
             self.ctx.log(f"gate job of checkpoint {step} ended {status.get('status', 'without a status')}: "
@@ -164,6 +170,46 @@ class CheckpointGater:
         self.close()
 
 
+class BaseResults:
+    """The base's gate results, kept once per experiment on this box (beside its run directories): a later
+    training run of the experiment reuses them instead of scoring the base again. A result is reused only under
+    the same settings (gate, items, limit, files, batch, dtype, loading, engine version)."""
+
+    def __init__(self, folder: Path, experiment: str, settings: CheckpointGating, loading: dict):
+        self.folder = folder
+        self.key = {"experiment": experiment, "limit": settings.limit, "batch_size": settings.batch_size,
+                    "chat_template": settings.chat_template, "fixtures": settings.fixtures,
+                    "files": {k: _stamp(v) for k, v in sorted(settings.files.items())},
+                    "fewshot_files": {k: _stamp(v) for k, v in sorted(settings.fewshot_files.items())},
+                    "engine": engine.__version__, **loading}
+
+    def _path(self, subject: dict, gate: str) -> Path:
+        key = json.dumps({**self.key, "subject": subject["id"], "gate": gate}, sort_keys=True)
+        return self.folder / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
+
+    def get(self, subject: dict, gate: str) -> dict | None:
+        path = self._path(subject, gate)
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    def put(self, result: dict) -> None:
+        path = self._path(result["subject"], result["gate"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(result, ensure_ascii=False), encoding="utf-8")
+        os.replace(tmp, path)
+
+
+def _stamp(path: str) -> str:
+    """A local gate file by its content: a changed file is a different key, a rewritten identical one is not."""
+    from engine.events import sha256_file
+
+    p = Path(path).expanduser()
+    return sha256_file(p) if p.is_file() else path
+
+
 def resolve_device(device: str) -> str:
     if device != "auto":
         return device
@@ -175,3 +221,35 @@ def resolve_device(device: str) -> str:
 def _abs(path: str) -> str:
     p = Path(path).expanduser()
     return str(p.resolve()) if p.exists() else path
+
+
+def choose_mode(cfg, source: str) -> str:
+    """The gating mode of this run: as set, or for `auto` the memory plan's pick on this machine."""
+    mode = cfg.gates.mode
+    if mode == "in_process" and cfg.launcher == "accelerate" and cfg.distributed == "fsdp" and cfg.num_processes > 1:
+        raise SpecError(f'{source}: [gates] mode = "in_process" cannot score a model FSDP shards over '
+                        f'{cfg.num_processes} processes; use mode = "process" or "fanout"')
+    if mode != "auto":
+        return mode
+    from engine.plan import estimate_job, model_shape, this_machine
+
+    shape = model_shape(cfg.model)
+    return estimate_job(cfg, shape, this_machine()).gating_default
+
+
+def gate_loading(cfg, mode: str) -> tuple[str, dict]:
+    """(dtype, loading options) the gates score with: in process, the training model as it is; otherwise
+    what [gates] asks for. Both go into the fingerprint."""
+    from engine.gates.hf_backend import loading_fingerprint
+    from engine.train.adapter import has_cuda
+
+    cuda = has_cuda()
+    if mode == "in_process":
+        if cfg.quantization == "4bit":
+            return "bfloat16", loading_fingerprint("4bit", "none")
+        dtype = cfg.dtype if cfg.dtype != "auto" else ("bfloat16" if cuda else "float32")
+        return dtype, {}
+    g = cfg.gates
+    on_gpu = resolve_device(g.device).startswith("cuda")
+    dtype = "bfloat16" if on_gpu and (g.dtype == "auto" or g.quantization == "4bit") else g.dtype
+    return (dtype if dtype != "auto" else "float32"), loading_fingerprint(g.quantization, g.device_map)

@@ -26,10 +26,10 @@ exclude = []                  # e.g. ["visual"] to leave a vision tower alone
 [training]
 learning_rate = 5e-5
 epochs = 1.0
-max_steps = 0                 # 0: run all epochs
+max_steps = 4                 # a quick look; 0: run all epochs
 batch_size = 4
 grad_accum = 1
-max_length = 512
+max_length = 256
 warmup = 0.03                 # < 1: a fraction of all steps
 lr_scheduler = "cosine"
 save_steps = 2                # a checkpoint every 2 steps, and one at the end of every epoch
@@ -39,12 +39,18 @@ gradient_checkpointing = false
 
 [gates]                       # gate every checkpoint as soon as it is saved (drop the table: no gating)
 gates = ["polish_psc"]        # or: suite = "core"
-limit = 20                    # first 20 items per gate: a quick look while training goes on
-base = true                   # score the base too (once), so each checkpoint gets a delta row
+limit = 8                     # first 8 items per gate: a quick look while training goes on
+base = true                   # score the base too (once per experiment), so each checkpoint gets a delta row
+mode = "in_process"           # score with the model training holds (no second copy; training pauses);
+                              # process: a gate job beside training; fanout: on fanout_boxes (slayer run);
+                              # auto: what `slayer plan` picks for the box (process when a second copy fits)
+quantization = "none"         # process/fanout: "4bit" loads the gated base in NF4 (CUDA)
+device_map = "none"           # process/fanout: "auto" spreads it over every GPU (CUDA)
 device = "auto"
 max_parallel = 1
-# [gates.files]               # offline boxes: gate name -> local file with the same columns
-# polish_psc = "/data/klej-psc/test.parquet"
+
+[gates.files]                 # offline: gate name -> local file with the gate's columns (here: shipped rows)
+polish_psc = "assets:examples/psc.jsonl"
 '''
 
 SFT_EXAMPLE = '''# train.sft: a DoRA adapter on chat data (data.* jobs write it); loss on the assistant turns only.
@@ -52,8 +58,9 @@ SFT_EXAMPLE = '''# train.sft: a DoRA adapter on chat data (data.* jobs write it)
 kind = "train.sft"
 name = "sft-pl-style"
 experiment = "slayer-v2"
-model = "Qwen/Qwen3-0.6B"     # a local HF directory or a Hugging Face id
-data = "runs/data/outputs/train.jsonl"   # {"messages": [{"role": "user", ...}, {"role": "assistant", ...}]} lines
+model = "tiny:qwen3"          # a local HF directory, a Hugging Face id, or tiny:qwen3 (the embedded tiny model)
+data = "assets:examples/chat.jsonl"   # {"messages": [{"role": "user", ...}, {"role": "assistant", ...}]} lines
+                                      # (data.* jobs write them; assets: is a file shipped with slayer)
 ''' + COMMON
 
 CPT_EXAMPLE = '''# train.cpt: a knowledge adapter — next-token loss on plain text, with general replay against
@@ -61,9 +68,9 @@ CPT_EXAMPLE = '''# train.cpt: a knowledge adapter — next-token loss on plain t
 kind = "train.cpt"
 name = "cpt-knowledge"
 experiment = "slayer-v2"
-model = "Qwen/Qwen3-0.6B"
-data = "runs/entigraph/outputs/synthetic.jsonl"   # {"text": ...} lines, or a .txt (documents split by blank lines)
-replay = "data/general_pl.txt"   # general text mixed in
+model = "tiny:qwen3"          # a local HF directory, a Hugging Face id, or tiny:qwen3 (the embedded tiny model)
+data = "assets:examples/knowledge.txt"   # {"text": ...} lines, or a .txt (documents split by blank lines)
+replay = "assets:examples/replay.txt"    # general text mixed in
 replay_share = 0.1               # 10 % of the training tokens come from replay
 ''' + COMMON
 
@@ -72,8 +79,8 @@ DPO_EXAMPLE = '''# train.dpo: preference pairs; the reference is the base with t
 kind = "train.dpo"
 name = "dpo-anchor"
 experiment = "slayer-v2"
-model = "Qwen/Qwen3-0.6B"
-data = "data/pairs.jsonl"     # {"prompt": ..., "chosen": ..., "rejected": ...} lines (strings or message lists)
+model = "tiny:qwen3"          # a local HF directory, a Hugging Face id, or tiny:qwen3 (the embedded tiny model)
+data = "assets:examples/pairs.jsonl"   # {"prompt": ..., "chosen": ..., "rejected": ...} lines (or message lists)
 objective = "dpo"             # or "orpo": reference-free (recorded as such)
 beta = 0.1
 ''' + COMMON

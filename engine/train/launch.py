@@ -112,7 +112,10 @@ def worker(run_dir: Path) -> None:
     from engine.jobs import load_spec
     from engine.train.run import prepare, train
 
+    from engine.refs import resolve_refs
+
     spec = load_spec(run_dir / "job.toml")
+    spec.config = resolve_refs(spec.config)
     run_id = json.loads((run_dir / "events.jsonl").read_bytes().split(b"\n", 1)[0])["run"]
     is_main = int(os.environ.get("RANK", "0")) == 0
     writer = RelayWriter(run_dir / "outputs" / RELAY, run_id) if is_main else SilentWriter(run_id)

@@ -20,7 +20,7 @@ from engine.subjects import make_subject
 from engine.train import adapter as adapters
 from engine.train import stack
 from engine.train.config import TrainJobConfig
-from engine.train.gating import CheckpointGater, check_gates, format_mismatch, read_events
+from engine.train.gating import BaseResults, CheckpointGater, check_gates, format_mismatch, read_events
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", stack.META_FILE)
 
@@ -80,8 +80,12 @@ def prepare(kind: str, cfg: TrainJobConfig, ctx) -> Plan:
                 source)
 
 
+def _head(ctx) -> dict:
+    return tomllib.loads((ctx.run_dir / "job.toml").read_text(encoding="utf-8"))
+
+
 def run_name(ctx) -> str:
-    return tomllib.loads((ctx.run_dir / "job.toml").read_text(encoding="utf-8")).get("name") or ctx.run_id
+    return _head(ctx).get("name") or ctx.run_id
 
 
 def checkpoint_subject(name: str, step: int, plan: Plan, path: Path) -> dict:
@@ -91,16 +95,46 @@ def checkpoint_subject(name: str, step: int, plan: Plan, path: Path) -> dict:
 
 
 class Checkpoints:
-    """What happens to every saved checkpoint (process zero only): metadata, the event, and its gate job."""
+    """What happens to every saved checkpoint (process zero only): metadata, the event, and its gates."""
 
-    def __init__(self, cfg: TrainJobConfig, ctx, plan: Plan, summary: dict, extra_meta: dict):
+    def __init__(self, cfg: TrainJobConfig, ctx, plan: Plan, summary: dict, extra_meta: dict, is_main: bool = True):
+        from engine.train.gating import choose_mode, gate_loading
+
         self.cfg, self.ctx, self.plan, self.summary, self.extra_meta = cfg, ctx, plan, summary, extra_meta
         self.name = run_name(ctx)
         events = read_events(ctx.run_dir / "events.jsonl")
         self.emitted = {e["step"]: e for e in events if e["type"] == "checkpoint"}
         done = {(e["subject"]["id"], e["gate"]) for e in events if e["type"] == "gate_result"}
-        self.gater = CheckpointGater(cfg.gates, ctx, self.name, done, plan.source) if cfg.gates else None
-        self.base_pending = bool(cfg.gates and cfg.gates.base)
+        self.gater = None
+        self.base_pending = bool(cfg.gates and cfg.gates.base and is_main)
+        if not (cfg.gates and is_main):
+            return
+        self.mode = choose_mode(cfg, plan.source)
+        dtype, loading = gate_loading(cfg, self.mode)
+        self.base_results = BaseResults(ctx.run_dir.parent / ".base_gates", _head(ctx).get("experiment") or "",
+                                        cfg.gates, {"dtype": dtype, **loading})
+        if self.mode == "in_process":
+            from engine.train.inprocess import InProcessGater
+
+            self.gater = InProcessGater(cfg.gates, ctx, done, self._result, loading, dtype)
+        elif self.mode == "process":
+            self.gater = CheckpointGater(cfg.gates, ctx, self.name, done, plan.source, self._result)
+        else:
+            self.base_pending = False
+            ctx.log(f"gating: fanout — `slayer run` sends each checkpoint's gate job to "
+                    f"{', '.join(cfg.gates.fanout_boxes)}")
+        if self.gater:
+            ctx.log(f"gating: {self.mode} ({dtype}{', ' + ', '.join(loading.values()) if loading else ''})")
+
+    def attach(self, model, tokenizer) -> None:
+        """The model training holds, for in-process gating."""
+        if hasattr(self.gater, "attach"):
+            self.gater.attach(model, tokenizer)
+
+    def _result(self, result: dict) -> None:
+        self.ctx.gate_result(result)
+        if result["subject"]["kind"] == "base":
+            self.base_results.put(result)
 
     def saved(self, step: int, epoch: float | None, path: str | Path) -> None:
         path = Path(path)
@@ -119,16 +153,37 @@ class Checkpoints:
         if self.gater is None:
             return
         g = self.cfg.gates
+        loading = {"dtype": g.dtype, "quantization": g.quantization, "device_map": g.device_map}
         pairs = [(subject, {"name": subject["name"], "kind": "checkpoint", "model": self.plan.model_path,
-                            "adapter": subject["recipe"]["adapter"], "scale": 1.0, "backend": "hf",
-                            "dtype": g.dtype})]
+                            "adapter": subject["recipe"]["adapter"], "scale": 1.0, "backend": "hf", **loading})]
         if self.base_pending:
+            self.base_pending = False
             base = make_subject("base", "base", {"model": self.plan.base_model, "adapter": None, "scale": 1.0,
                                                  "merge": None, "format": "hf", "file": None})
-            pairs.insert(0, (base, {"name": "base", "kind": "base", "model": self.plan.base_model,
-                                    "backend": "hf", "dtype": g.dtype}))
-            self.base_pending = False
+            if not self._reuse_base(base):
+                pairs.insert(0, (base, {"name": "base", "kind": "base", "model": self.plan.base_model,
+                                        "backend": "hf", **loading}))
         self.gater.submit(step, pairs)
+
+    def _reuse_base(self, base: dict) -> bool:
+        """The experiment's base results from an earlier run, when every gate has one (never for pairwise gates,
+        which need the base's answers in the same process)."""
+        from engine.gates.run import resolve_gates
+        from engine.gates.scoring import get_scorer
+
+        g = self.cfg.gates
+        gates = resolve_gates(g.suite, g.gates, g.chat_template)
+        if any(get_scorer(gate.scorer).pairwise for gate in gates):
+            return False
+        cached = [self.base_results.get(base, gate.name) for gate in gates]
+        if any(c is None for c in cached):
+            return False
+        for result in cached:
+            if (base["id"], result["gate"]) not in self.gater.done:
+                self.gater.done.add((base["id"], result["gate"]))
+                self.ctx.gate_result(result)
+        self.ctx.log("gating: the base's results come from an earlier run of this experiment (same settings)")
+        return True
 
     def catch_up(self, checkpoints: dict[int, Path]) -> None:
         """A resumed run: register checkpoints saved before the kill but never announced, gate what lacks results."""
@@ -175,11 +230,12 @@ def train(kind: str, cfg: TrainJobConfig, ctx, plan: Plan, is_main: bool = True)
     model = adapters.load_base(plan.model_path, cfg)
     peft_config = adapters.lora_config(model, cfg.adapter, plan.source)
     summary = adapters.adapter_summary(cfg, sorted(peft_config.target_modules))
-    ckpts = Checkpoints(cfg, ctx, plan, summary, builder.metadata(cfg))
+    ckpts = Checkpoints(cfg, ctx, plan, summary, builder.metadata(cfg), is_main)
     existing = complete_checkpoints(checkpoints_dir(ctx))
     resume_from = str(existing[max(existing)]) if existing and cfg.resume else None
     trainer = builder.build_trainer(cfg, ctx, model, tok, peft_config, trainer_arguments(cfg, ctx),
                                     [events_callback(ctx, ckpts.saved)], plan.source)
+    ckpts.attach(trainer.model, tok)
     if is_main:
         ctx.log(f"training {kind} on {trainer.args.world_size} process(es), device {trainer.args.device}, "
                 f"{len(trainer.train_dataset)} sequences, adapter {summary['method']} r={summary['rank']}")

@@ -27,8 +27,17 @@ def kinds_cmd(fmt: str) -> None:
 
 @jobs.command("example")
 @click.argument("kind")
-def example_cmd(kind: str) -> None:
-    """Print a complete, commented example TOML for KIND (it runs as printed)."""
+@click.option("--for", "box", default=None, metavar="BOX",
+              help="a Qwen3.5-27B recipe sized for this box: gb10, 3090 or vast-4x3090")
+def example_cmd(kind: str, box: str | None) -> None:
+    """Print a complete, commented example TOML for KIND (it runs as printed, on the embedded tiny model), or with
+    --for the campaign's recipe for a box."""
     from engine.jobs import get_kind
 
-    click.echo(get_kind(kind, "slayer jobs example").example, nl=False)
+    get_kind(kind, "slayer jobs example")
+    if box is None:
+        click.echo(get_kind(kind).example, nl=False)
+        return
+    from engine.recipes import recipe
+
+    click.echo(recipe(kind, box), nl=False)

@@ -54,12 +54,16 @@ def follow_local(store, run_id: str, run_dir: Path, pid: int | None, quiet: bool
 @click.option("--detach", is_flag=True, help="print the run id and return; the job keeps running")
 @click.option("--experiment", default=None, help="experiment to file the run under (default: the spec's, else 'default')")
 @click.option("--quiet", is_flag=True, help="no progress bar")
-def run(spec_path: str, box: str, detach: bool, experiment: str | None, quiet: bool) -> None:
+@click.option("--force", is_flag=True, help="launch even when `slayer plan` says the job does not fit the box")
+def run(spec_path: str, box: str, detach: bool, experiment: str | None, quiet: bool, force: bool) -> None:
     """Launch a job, follow it with a progress bar and ingest it live."""
     from engine.jobs import load_spec
+    from slayer_console.commands.plan import check_fits
 
     spec = load_spec(spec_path)
     cfg = settings()
+    if not force:
+        check_fits(cfg.home, spec_path, spec, box)
     store = cfg.store()
     experiment = experiment or spec.experiment or "default"
     if box != "local":
