@@ -32,15 +32,17 @@ def tiny_gguf(model: Path | None = None, outtype: str = "f16") -> Path:
 
 
 @contextmanager
-def llama_server(gguf: Path | None = None, n_ctx: int = 2048, binary: str | None = None, parallel: int = 1):
+def llama_server(gguf: Path | None = None, n_ctx: int = 2048, binary: str | None = None, parallel: int = 1,
+                 threads: int = 1):
     """Start `python -m llama_cpp.server` on a free loopback port; yields the API base URL (…/v1). With `binary`,
-    llama.cpp's own `llama-server` instead, with `parallel` slots of n_ctx tokens each (continuous batching)."""
+    llama.cpp's own `llama-server` instead, with `parallel` slots of n_ctx tokens each (continuous batching) on
+    `threads` threads (its spinning threads crawl on a loaded box: 2 threads on a busy 2-core VM ran 100× slower)."""
     port = free_port()
     log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"llama_server_{port}.log", "w")
     where = ["--host", "127.0.0.1", "--port", str(port)]
     if binary:
         command = [binary, "-m", str(gguf or tiny_gguf()), *where, "-c", str(n_ctx * parallel), "--parallel",
-                   str(parallel), "--cont-batching", "--jinja"]
+                   str(parallel), "--cont-batching", "--jinja", "-t", str(threads), "-tb", str(threads)]
     else:
         command = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf or tiny_gguf()), *where,
                    "--n_ctx", str(n_ctx)]

@@ -211,9 +211,14 @@ def test_endpoint_self_replay_through_a_real_llama_server(tmp_path):
                 "self_replay": {"model": "tiny", "licence": "apache-2.0", "max_new_tokens": 8,
                                 "endpoint": {"url": url, "concurrency": 4}}}
         report = build_replay(parse_spec(spec, "test").config, tmp_path / "r.jsonl", tmp_path / "r.json")
-    sr = report["self_replay"]
-    assert sr["prompts"] == 5 and sr["kept"] + sum(sr["dropped"].values()) + report["boilerplate"]["dropped"] == 5
-    assert sr["hit_limit"] >= sr["dropped"].get("truncated", 0) > 0  # noise from a random model runs on
+        spec["self_replay"]["chat_template"] = False  # raw prompts through /completions
+        raw = build_replay(parse_spec(spec, "test").config, tmp_path / "raw.jsonl", tmp_path / "raw.json")
+    for rep in (report, raw):
+        sr = rep["self_replay"]
+        assert sr["prompts"] == 5 and sr["kept"] + sum(sr["dropped"].values()) + rep["boilerplate"]["dropped"] == 5
+        assert sr["hit_limit"] >= sr["dropped"].get("truncated", 0) > 0  # noise from a random model runs on
+    assert "chat template on, thinking off" in report["sources"][0]["provenance"]
+    assert "chat template off" in raw["sources"][0]["provenance"]
 
 
 def test_mix_shows_anchors_per_gated_axis_and_refuses_without_them_under_policy(open_files, tmp_path, capsys):

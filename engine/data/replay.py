@@ -125,19 +125,21 @@ def _generate_hf(spec: SelfReplaySpec, prompts: list[str], progress: Callable[[i
 
 
 def _generate_endpoint(spec: SelfReplaySpec, prompts: list[str], progress: Callable[[int, int], None]) -> list[dict]:
-    """Greedy chat completions from the gates' endpoint client (the server applies the chat template, thinking off);
-    finish_reason "length" marks answers that hit the limit."""
-    from engine.gates.endpoint import complete_chats, server_model
+    """Greedy completions from the gates' endpoint client: chats (the server applies the chat template, thinking
+    off), or raw prompts without the template; finish_reason "length" marks answers that hit the limit."""
+    from engine.gates.endpoint import complete_chats, complete_prompts, server_model
 
     settings = spec.endpoint.model_copy(update={"model": server_model(spec.endpoint)[0]})  # absent server: exit 2
-    replies = complete_chats(settings, [[{"role": "user", "content": p}] for p in prompts], spec.max_new_tokens,
-                             on_done=lambda done: progress(done, len(prompts)))
+    on_done = lambda done: progress(done, len(prompts))  # noqa: E731
+    if spec.chat_template:
+        replies = complete_chats(settings, [[{"role": "user", "content": p}] for p in prompts], spec.max_new_tokens,
+                                 on_done=on_done)
+    else:
+        replies = complete_prompts(settings, prompts, spec.max_new_tokens, on_done=on_done)
     return [{"text": r.text, "limit": r.finish_reason == "length"} for r in replies]
 
 
 def _answer(spec: SelfReplaySpec, prompts: list[str], progress: Callable[[int, int], None]) -> list[dict]:
-    if not spec.chat_template and spec.endpoint:
-        raise SpecError(f"{spec.endpoint.url}: an endpoint applies its chat template (set chat_template = true)")
     replies = (_generate_endpoint if spec.endpoint else _generate_hf)(spec, prompts, progress)
     for r in replies:
         r["text"] = _THINK.sub("", r["text"]).strip()
