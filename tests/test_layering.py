@@ -1,4 +1,4 @@
-"""ARCHITECTURE.md's layer contract, the start-up cost of `slayer`, and schema/migration agreement."""
+"""docs/ARCHITECTURE.md's layer contract, the start-up cost of `slayer`, and schema/migration agreement."""
 
 from __future__ import annotations
 
