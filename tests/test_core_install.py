@@ -110,11 +110,13 @@ def test_the_core_install_drives_a_box_over_ssh(core_bin, sshd, tmp_path):
     (["run", "{sft}"], "ml"),
     (["gate", "run", "--model", "Qwen/Qwen3.5-27B", "--suite", "core", "--out", "{out}"], "ml"),
     (["demo", "--fast"], "ml,gguf"),
+    (["data", "klej", "--task", "8tags={parquet}", "--out", "{out}"], "ml"),  # Parquet is read with pyarrow
 ])
 def test_commands_that_need_the_ml_stack_name_the_extra(core_bin, tmp_path, args, extra):
     sft = tmp_path / "sft.toml"
     sft.write_text(slayer(core_bin, tmp_path, "jobs", "example", "train.sft"))
-    args = [a.format(sft=sft, out=tmp_path / "out") for a in args]
+    parquet = ROOT / "tests" / "data" / "klej" / "8tags_train.parquet"
+    args = [a.format(sft=sft, out=tmp_path / "out", parquet=parquet) for a in args]
     proc = subprocess.run([str(core_bin / "slayer"), "--home", str(tmp_path), *args], capture_output=True,
                           text=True, timeout=60, env=core_env())
     assert proc.returncode == 2 and proc.stdout == "", proc.stdout + proc.stderr
@@ -133,3 +135,18 @@ def test_the_console_on_the_core_install(core_bin, campaign):
         ("ckpt-1600", "accept", "gain"), ("ckpt-3200", "reject", "mbpp")]
     card = (campaign.home / "cards" / "slayer-v2.md").read_text()
     assert card.startswith("---\n") and "# ckpt-1600" in card
+
+
+def test_a_job_that_meets_a_missing_extra_names_it_in_its_error(tmp_path):
+    """On a box, or in a job whose kind runs on the core but whose config reaches the ML stack, the run's
+    recorded error says which extra to install."""
+    from engine.jobs import JobConfig, JobKind, JobSpec
+    from engine.runner import run_job
+
+    def needs_torch(config, ctx):
+        raise ModuleNotFoundError("No module named 'torch'", name="torch")  # what the import raises there
+
+    kind = JobKind("test.needs_torch", "", JobConfig, needs_torch, "", needs_ml=False)  # not registered
+    assert run_job(JobSpec(kind, JobConfig()), tmp_path / "run") == "failed"
+    last = json.loads((tmp_path / "run" / "events.jsonl").read_text().splitlines()[-1])
+    assert last["error"] == "ModuleNotFoundError: No module named 'torch' (pip install 'slayer-console[ml]')"
