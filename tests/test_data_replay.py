@@ -76,6 +76,10 @@ def test_shipped_grid_follows_the_plan_and_overlaps_no_shipped_gate():
     assert {r["length"] for r in rows} == {"short", "medium", "long"}
     assert Counter(r["language"] for r in rows if r["skill"] == "multilingual") == {lang: 10 for lang in LANGUAGES}
     assert all(r["domain"] and len(r["prompt"].split()) >= 4 for r in rows)
+    # The grid alone anchors every general axis the shipped suites gate (a new axis needs a skill mapped to it).
+    from engine.data.coverage import coverage
+
+    assert coverage(Counter(r["skill"] for r in rows), ["extended"])["unanchored"] == []
     # Every shipped gate whose test data is here: its shipped fixture, or the tests' local copy of its hub split.
     local = {"polish_psc": DATA / "psc_test.jsonl", "polish_ppc": DATA / "ppc_test.tsv",
              "polish_dyk": DATA / "dyk_test.jsonl", "polish_8tags": DATA / "8tags_test.parquet",
