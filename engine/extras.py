@@ -17,7 +17,7 @@ EXTRAS = {
            "tokenizers", "pyarrow"),
     "gguf": ("llama_cpp", "gguf"),
     "style": ("language_tool_python", "spylls", "lm_eval", "nltk", "langdetect", "immutabledict"),
-    "postgres": ("psycopg2",),
+    "postgres": ("psycopg",),
 }
 
 

@@ -14,7 +14,7 @@ from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from engine.errors import SpecError
+from engine.errors import SpecError, UserError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -43,6 +43,26 @@ def _alembic_config(connection):
     return cfg
 
 
+class StoreUnavailable(UserError):
+    """The store cannot be used: not a database, locked, unreachable, refusing, or newer than this code."""
+
+
+def shown_url(url: str) -> str:
+    """The URL as a user may see it: without its password."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001  (a URL SQLAlchemy cannot parse is shown as given, minus nothing secret)
+        return url.split("@")[-1] if "@" in url else url
+
+
+def _one_line(error: BaseException) -> str:
+    """The driver's own first line (the part after SQLAlchemy's wrapper), without the SQL it ran."""
+    inner = getattr(error, "orig", None) or error
+    return (str(inner).strip().splitlines() or [type(inner).__name__])[0]
+
+
 class Store:
     """One store = one database. Use `Store.open(url)`; `session()` commits or rolls back."""
 
@@ -53,11 +73,35 @@ class Store:
 
     @classmethod
     def open(cls, url: str, upgrade: bool = True) -> "Store":
+        """Open (and migrate) the store at `url`; any failure to reach or read it is one StoreUnavailable line
+        naming the URL without its password."""
+        from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+
         if "://" not in url:
             url = f"sqlite:///{Path(url).expanduser()}"
+        try:
+            return cls._open(url, upgrade)
+        except NoSuchModuleError as e:
+            raise StoreUnavailable(f"{shown_url(url)}: no driver for this URL ({e})") from None
+        except ModuleNotFoundError as e:
+            hint = ": pip install 'slayer-console[postgres]'" if url.startswith("postgres") else ""
+            raise StoreUnavailable(f"{shown_url(url)}: its driver {e.name} is not installed{hint}") from None
+        except ArgumentError as e:
+            raise StoreUnavailable(f"{shown_url(url)}: not a database URL ({_one_line(e)})") from None
+        except SQLAlchemyError as e:
+            text_ = _one_line(e)
+            what = ("not a database" if "not a database" in text_ or "malformed" in text_
+                    else "locked by another process past the 30 s timeout" if "locked" in text_
+                    else "cannot be reached or refused the connection")
+            raise StoreUnavailable(f"{shown_url(url)}: {what} ({text_})") from None
+
+    @classmethod
+    def _open(cls, url: str, upgrade: bool) -> "Store":
         kwargs = {}
         if url.startswith("sqlite"):
             kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
+        else:
+            kwargs["connect_args"] = {"connect_timeout": 10}
         engine = create_engine(url, **kwargs)
         if engine.dialect.name == "sqlite":
             event.listen(engine, "connect", _sqlite_pragmas)
@@ -85,15 +129,26 @@ class Store:
         current, head = self.revisions()
         if current == head:
             return
+        if current is not None and not self.knows(current):
+            raise StoreUnavailable(f"{shown_url(self.url)}: store schema {current} is newer than this slayer "
+                                   f"(it knows up to {head}): upgrade slayer-console")
         with self.engine.connect() as conn:
             tables = set(inspect(conn).get_table_names())
         if current is None and tables - {"alembic_version"}:
-            raise SpecError(f"{self.url}: tables exist but no schema revision; not a slayer store")
+            raise SpecError(f"{shown_url(self.url)}: tables exist but no schema revision; not a slayer store")
         if not upgrade:
-            raise SpecError(f"{self.url}: store schema is at {current}, code needs {head}; run `slayer db upgrade`")
+            raise SpecError(f"{shown_url(self.url)}: store schema is at {current}, code needs {head}; run `slayer db upgrade`")
         if current is not None:
             self.backup(current)
         self.upgrade()
+
+    def knows(self, revision: str) -> bool:
+        """Whether this code's migrations contain `revision`."""
+        from alembic.script import ScriptDirectory
+
+        with self.engine.connect() as conn:
+            scripts = ScriptDirectory.from_config(_alembic_config(conn))
+        return any(r.revision == revision for r in scripts.walk_revisions())
 
     def backup(self, revision: str) -> Path | None:
         """Copy an SQLite file aside before migrating it: slayer.db → slayer.db.bak-<revision>."""

@@ -60,7 +60,7 @@ def postgres_server():
                     "-o", f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
                    check=True, capture_output=True)
     try:
-        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}"
+        yield f"postgresql://postgres@127.0.0.1:{port}"  # psycopg 3, as a user writes it
     finally:
         subprocess.run([*as_postgres, str(bindir / "pg_ctl"), "-D", str(data / "db"), "-m", "immediate", "stop"],
                        capture_output=True)
@@ -72,13 +72,11 @@ _db_counter = iter(range(10**6))
 
 def new_postgres_database(base: str) -> str:
     """A new, empty database on the test PostgreSQL server `base`; its URL."""
-    import psycopg2
+    import psycopg
 
     name = f"t{os.getpid()}_{next(_db_counter)}_{int(time.time() * 1000) % 100000}"
-    conn = psycopg2.connect(base.replace("postgresql+psycopg2", "postgresql") + "/postgres")
-    conn.autocommit = True
-    conn.cursor().execute(f"CREATE DATABASE {name}")
-    conn.close()
+    with psycopg.connect(base + "/postgres", autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
     return f"{base}/{name}"
 
 

@@ -171,6 +171,22 @@ def prepare_items(gates: list[Gate], files: dict[str, str] | None = None,
     return [load_items(g, gate_file(g, files), limit, fewshot_files.get(g.name), fixtures) for g in gates]
 
 
+def check_local_files(subjects: list[SubjectSpec]) -> None:
+    """Every subject's local model, adapter and GGUF path exists: the cheapest check, made before any data set
+    or server is asked for anything. A model or adapter written as a Hugging Face id (`org/name`) is left
+    to the loader; one written as a path (absolute, `./`, `../`, `~`) must be there."""
+    def looks_local(value: str) -> bool:
+        return value.startswith(("/", "./", "../", "~"))
+
+    for spec in subjects:
+        named = [("model", spec.model), ("adapter", spec.adapter)]
+        for field, value in named:
+            if value and looks_local(value) and not Path(value).expanduser().exists():
+                raise SpecError(f"subject {spec.name!r}: {field} {value} does not exist")
+        if spec.file and not Path(spec.file).expanduser().is_file():
+            raise SpecError(f"subject {spec.name!r}: GGUF file {spec.file} does not exist")
+
+
 def check_endpoints(subjects: list[SubjectSpec], gates: list[Gate]) -> None:
     """Every endpoint subject's server is there with its model, and returns prompt log-probabilities when a gate
     scores likelihoods: else one line (SpecError), before any model is loaded or result written."""
@@ -200,6 +216,7 @@ def run_gates(subjects: list[SubjectSpec], gates: list[Gate], out_dir: str | os.
     (style_judge, en_chat) the subject with kind = "base" is scored first and the others are compared with it.
     """
     judge = judge or judge_from_env()
+    check_local_files(subjects)
     check_device(device)
     check_subjects(subjects, device)
     loaded = prepare_items(gates, files, fewshot_files, limit, allow_code_exec, device, judge, fixtures)

@@ -155,7 +155,7 @@ def run_gate(model, adapter, scale, backend, url, concurrency, dtype, gate_value
              allow_code_exec, chat_template, fixtures, samples, out_dir, experiment, name, kind) -> None:
     """Score one subject on gates; writes DIR/results/gate_<name>.json."""
     from engine.extras import require
-    from engine.gates.run import check_endpoints, prepare_items, resolve_gates
+    from engine.gates.run import check_endpoints, check_local_files, prepare_items, resolve_gates
     from engine.jobs import parse_spec
     from engine.runner import run_job
     from remotes.local import new_run_id
@@ -183,6 +183,7 @@ def run_gate(model, adapter, scale, backend, url, concurrency, dtype, gate_value
                        "fixtures": fixtures,
                        "samples": str(Path(samples).resolve()) if samples else None}, "slayer gate run")
     config = spec.config
+    check_local_files(config.subjects)  # cheapest first: a missing model path before any data set or server
     gates = resolve_gates(config.suite, config.gates, config.chat_template)
     prepare_items(gates, config.files, None, config.limit, config.allow_code_exec, config.device,
                   fixtures=config.fixtures)  # bad input: exit code 2 here
