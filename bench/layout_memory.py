@@ -43,6 +43,9 @@ import torch, transformers, safetensors, numpy
 def kib(key):
     return int(next(l for l in open("/proc/self/status") if l.startswith(key)).split()[1])
 mode, base, adapter, out = sys.argv[2:6]
+# the step's code is imported before the baseline: fixed overhead, whatever the model's size
+import engine.jobs, engine.merge.job, engine.merge.stream, engine.train.stack, engine.export.verify
+import transformers.models.qwen3_5.modeling_qwen3_5
 if mode in ("quantize", "gguf"):
     import llama_cpp
 baseline = kib("VmRSS:")

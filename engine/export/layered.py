@@ -3,9 +3,10 @@
 The model is built with its parameters on the meta device (no memory). A forward pre-hook on each block
 — the input embedding, every decoder layer, the final norm, the output head — reads that block's weights
 from the shards just before it runs, and a forward hook drops them right after, so memory holds one
-decoder layer in float32 at a time. The embedding and the output head, the largest blocks, stay in the
-checkpoint's dtype: an embedding lookup is exact in any dtype (its rows are cast to float32 afterwards),
-and the head multiplies in float32 a slice of vocabulary rows at a time. Stored names are found through
+decoder layer at a time, in the checkpoint's dtype: each linear layer is cast to float32 only while it
+runs (small weights — norms, convolutions, gates — are cast on load). An embedding lookup is exact in any
+dtype (its rows are cast to float32 afterwards), and the head multiplies in float32 a slice of vocabulary
+rows at a time. Stored names are found through
 engine.merge.layout, so a published Qwen3.5 checkpoint runs as its text model.
 
 All probes go through as one right-padded batch, so each weight is read once: the numbers are those of
@@ -56,8 +57,24 @@ def _blocks(model) -> list[tuple[str, object]]:
     return blocks
 
 
+def _float32(linear, args) -> None:
+    """Before a linear layer runs: its weights as float32 copies (the stored ones are kept aside)."""
+    linear._stored = {n: p.data for n, p in linear.named_parameters(recurse=False)}
+    for n, p in linear.named_parameters(recurse=False):
+        p.data = p.data.float()
+
+
+def _stored_dtype(linear, args, out) -> None:
+    """After it ran: the stored weights back, the float32 copies dropped."""
+    for n, p in linear.named_parameters(recurse=False):
+        p.data = linear._stored[n]
+    del linear._stored
+
+
 class _Streamer:
     def __init__(self, model, model_dir, device: str):
+        import torch
+
         self.reader = CheckpointReader(model_dir)
         self.layout = detect(self.reader.entries, str(model_dir))
         self.device = device
@@ -72,6 +89,11 @@ class _Streamer:
             block.register_forward_pre_hook(lambda m, args, p=prefix: self.load(m, p))
             block.register_forward_hook(lambda m, args, out: self.release(m, out))
             covered |= {prefix + n for n, _ in block.named_parameters()}
+            if id(block) not in self.keep_dtype:
+                for linear in block.modules():
+                    if isinstance(linear, torch.nn.Linear):
+                        linear.register_forward_pre_hook(_float32)
+                        linear.register_forward_hook(_stored_dtype)
         for name, _ in list(model.named_parameters()):  # weights outside every block: loaded for good
             if name not in covered:
                 _set_param(model, name, self.read(name).float().to(device))
@@ -84,9 +106,12 @@ class _Streamer:
         return self.reader.read(stored)
 
     def load(self, block, prefix: str) -> None:
+        import torch
+
+        linear = {n for n, m in block.named_modules() if isinstance(m, torch.nn.Linear)}
         for name, _ in list(block.named_parameters()):
             tensor = self.read(prefix + name)
-            if id(block) not in self.keep_dtype:
+            if id(block) not in self.keep_dtype and name.rpartition(".")[0] not in linear:
                 tensor = tensor.float()
             _set_param(block, name, tensor.to(self.device))
 

@@ -38,7 +38,7 @@ class TaskVectorMethod:
             kept = [tensors.random_drop(t.float(), density, generator) for t in taus]
         else:
             kept = [t.float() for t in taus]
-        if self.sign_consensus:
+        if self.sign_consensus and len(kept) > 1:  # one vector agrees with its own signs: nothing to elect
             return tensors.disjoint_mean(kept, tensors.elect_sign(kept))
         return kept[0] if len(kept) == 1 else torch.stack(kept).sum(0)
 

@@ -17,7 +17,7 @@ def lora_delta(lora_a: "torch.Tensor", lora_b: "torch.Tensor", scaling: float) -
 
     `scaling` is α/r, or α/√r with rsLoRA (Kalajdzievski 2023). Shapes: A [r, in], B [out, r] → [out, in].
     """
-    return scaling * (lora_b.float() @ lora_a.float())
+    return (lora_b.float() @ lora_a.float()).mul_(scaling)
 
 
 def dora_weight(weight: "torch.Tensor", delta: "torch.Tensor", magnitude: "torch.Tensor",
@@ -45,9 +45,12 @@ def magnitude_trim(tau: "torch.Tensor", density: float) -> "torch.Tensor":
     keep = int(round(density * tau.numel()))
     if keep == 0:
         return torch.zeros_like(tau)
-    magnitudes = tau.abs().flatten()
-    threshold = magnitudes.kthvalue(tau.numel() - keep + 1).values
-    return torch.where(tau.abs() >= threshold, tau, torch.zeros_like(tau))
+    # the keep-th largest |τ|, by an in-place partial sort of one |τ| copy (kthvalue adds an int64 index array)
+    magnitudes = tau.abs().flatten().numpy()
+    magnitudes.partition(tau.numel() - keep)
+    threshold = float(magnitudes[tau.numel() - keep])
+    del magnitudes
+    return tau.masked_fill(tau.abs() < threshold, 0)
 
 
 def random_drop(tau: "torch.Tensor", density: float, generator: "torch.Generator") -> "torch.Tensor":
