@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
 
         last = json.loads((run_dir / "events.jsonl").read_bytes().splitlines()[-1])
         print(f"error: {status}: {last.get('error', '')}", file=err)
-        return 1
+        return 2 if last.get("bad_input") else 1
     return 0
 
 

@@ -29,6 +29,7 @@ KIND_MODULES = [
     "engine.data.entigraph_job",
     "engine.merge.job",
     "engine.export.job",
+    "engine.serve.job",
 ]
 
 

@@ -1,7 +1,9 @@
 """Recipes for the real campaign: a complete Qwen3.5-27B training spec per box (`slayer jobs example KIND --for BOX`).
 
 A recipe is the kind's head (what is trained on what) plus the box's body (assets/recipes/<box>.toml:
-quantisation, adapter, batch, launcher, gating), sized so that `slayer plan` passes on that box.
+quantisation, adapter, batch, launcher, gating), sized so that `slayer plan` passes on that box. A named
+recipe is a whole spec for a setting rather than a box (assets/recipes/<kind>/<name>.toml, e.g. gate --for
+rebaseline).
 """
 
 from __future__ import annotations
@@ -41,10 +43,18 @@ def recipe_boxes() -> list[str]:
     return sorted(p.stem for p in RECIPES.glob("*.toml") if p.stem != "boxes")
 
 
+def named_recipes(kind: str) -> list[str]:
+    """Complete specs of `kind` for a named setting rather than a box (assets/recipes/KIND/NAME.toml)."""
+    return sorted(p.stem for p in (RECIPES / kind).glob("*.toml"))
+
+
 def recipe(kind: str, box: str) -> str:
     """The recipe text; SpecError (one line, naming what exists) for an unknown box or a kind without recipes."""
+    if box in named_recipes(kind):  # e.g. gate --for rebaseline: the base, v1 and the references at matched settings
+        return (RECIPES / kind / f"{box}.toml").read_text(encoding="utf-8")
     if box not in recipe_boxes():
-        raise SpecError(f"no recipe for box {box!r}: recipes exist for {', '.join(recipe_boxes())} "
+        known = ", ".join(recipe_boxes() + named_recipes(kind))
+        raise SpecError(f"no recipe for box {box!r}: recipes exist for {known} "
                         f"(or write one from `slayer jobs example {kind}`)")
     if kind not in HEADS:
         raise SpecError(f"no recipe for {kind!r}: recipes exist for {', '.join(sorted(HEADS))}; "

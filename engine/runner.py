@@ -45,8 +45,8 @@ def run_job(spec: JobSpec, run_dir: str | os.PathLike, run_id: str | None = None
     except JobCancelled as e:
         writer.emit("status", status="cancelled", error=f"cancelled by {e}")
         return "cancelled"
-    except SpecError as e:
-        writer.emit("status", status="failed", error=str(e))
+    except SpecError as e:  # bad input found while running (a missing file on the box): exit code 2, not 1
+        writer.emit("status", status="failed", error=str(e), bad_input=True)
         return "failed"
     except Exception as e:  # the job failed: record why, keep the traceback in log.txt
         traceback.print_exc()

@@ -86,6 +86,7 @@ _AXES = (
     Axis("factuality", "fact", "general", "Factuality"),
     Axis("instruction", "instr", "general", "Instruction following"),
     Axis("safety", "safety", "general", "Safety"),
+    Axis("latency", "latency", "serving", "Latency"),  # bench.serve: measured, shown, never in the score
 )
 AXES = {a.name: a for a in _AXES}
 AXIS_NAMES = tuple(AXES)

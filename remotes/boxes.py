@@ -20,7 +20,7 @@ from engine.jobs import describe_validation_error, dumps_toml
 
 HEADER = """\
 # slayer boxes: where jobs run. Edit freely; `slayer boxes add/remove` rewrite this file
-# (comments other than this header are not kept). `local` is built in and not listed here.
+# (comments other than this header are not kept). `local` is built in; a [local] table may set only its price.
 """
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -60,6 +60,11 @@ class Box(BaseModel):
     jump: str | None = Field(None, description="jump host USER@HOST[:PORT], same keys")
     env: dict[str, str] = Field(default_factory=dict, description="environment for jobs on this box")
     vast: VastInfo | None = None
+    # What an hour of this box costs (see remotes.cost): a rented vast box uses its rental price instead.
+    cost_per_hour: float | None = Field(None, ge=0, description="price of one hour of the whole box (owned boxes)")
+    watts: float | None = Field(None, ge=0, description="power draw under load, W (with price_per_kwh)")
+    price_per_kwh: float | None = Field(None, ge=0, description="electricity price per kWh (with watts)")
+    gpus: int | None = Field(None, ge=0, description="GPUs on the box, for GPU-hours (default 1)")
 
     @field_validator("name")
     @classmethod
@@ -84,6 +89,7 @@ class Box(BaseModel):
 
 
 LOCAL = Box(name="local", kind="local", host=None, workdir="", python=None)
+COST_FIELDS = ("cost_per_hour", "watts", "price_per_kwh", "gpus")
 
 
 def parse_address(text: str, source: str = "--ssh") -> tuple[str | None, str, int]:
@@ -123,10 +129,14 @@ def load_boxes(home: str | os.PathLike) -> dict[str, Box]:
     for name, table in data.items():
         if not isinstance(table, dict):
             raise BoxError(f"{path}: {name!r} must be a table [{name}]")
-        if name == "local":
-            raise BoxError(f"{path}: 'local' is built in; give the box another name")
+        if name == "local":  # the built-in box may carry only its price
+            extra = sorted(set(table) - set(COST_FIELDS))
+            if extra:
+                raise BoxError(f"{path}: 'local' is built in; [local] takes only {', '.join(COST_FIELDS)} "
+                               f"(got {extra[0]!r}): give the box another name")
         try:
-            boxes[name] = Box.model_validate({**table, "name": name})
+            base = LOCAL.model_dump() if name == "local" else {}
+            boxes[name] = Box.model_validate({**base, **table, "name": name})
         except ValidationError as err:
             raise BoxError(describe_validation_error(err, f"{path} [{name}]")) from None
     return boxes
@@ -141,6 +151,8 @@ def save_boxes(home: str | os.PathLike, boxes: dict[str, Box]) -> None:
         if b.kind != "local":
             tables[b.name] = b.model_dump(mode="json", exclude={"name"} | ({"env"} if not b.env else set()),
                                           exclude_none=True)
+        elif any(getattr(b, f) is not None for f in COST_FIELDS):
+            tables["local"] = b.model_dump(mode="json", include=set(COST_FIELDS), exclude_none=True)
     tmp = path.with_name(path.name + ".tmp")
     text = re.sub(r"\n{3,}", "\n\n", HEADER + "\n" + dumps_toml(tables))
     tmp.write_text(text, encoding="utf-8")

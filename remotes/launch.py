@@ -10,8 +10,9 @@ from dataclasses import dataclass
 
 from engine.jobs import JobSpec
 from engine.vocab import LOST
-from remotes.boxes import BoxError, get_box
 from remotes.bootstrap import check_engine
+from remotes.boxes import BoxError, get_box
+from remotes.cost import box_price
 from remotes.follow import ALIVE_SH, follow_run, run_row
 from remotes.local import new_run_id
 from remotes.ssh import HostKeyConfirm, connect_box, python_command, remote_workdir, run_command
@@ -52,7 +53,7 @@ async def launch_remote(home, store, box_name: str, spec: JobSpec, *, run_id: st
             async with sftp.open(f"{run_dir}/job.toml", "w") as f:
                 await f.write(spec.to_toml())
         register_run(store, run_id, kind=spec.kind.name, name=spec.name, experiment=spec.experiment or "default",
-                     run_dir=run_dir, box=box.name)
+                     run_dir=run_dir, box=box.name, **box_price(box).fields())
         out = await run_command(conn, box, LAUNCH_SH.format(run_dir=shlex.quote(run_dir), run_id=shlex.quote(run_id),
                                                             python=python_command(box)), what="launch")
     pid = int(out.strip().splitlines()[-1])

@@ -39,6 +39,7 @@ class Demo:
         """Write the spec and start it as `slayer run` would; returns (title, step, launched run)."""
         import tomllib
 
+        from remotes.cost import run_price
         from remotes.local import launch_local
         from store.ingest import register_run
 
@@ -50,7 +51,8 @@ class Demo:
         job = parse_spec(tomllib.loads(path.read_text()), str(path))
         launched = launch_local(path, job, self.settings.runs_dir)
         register_run(self.settings.store(), launched.run_id, kind=job.kind.name, name=job.name,
-                     experiment=self.experiment, run_dir=str(launched.run_dir), box="local", pid=launched.pid)
+                     experiment=self.experiment, run_dir=str(launched.run_dir), box="local", pid=launched.pid,
+                     **run_price(self.settings.home, "local"))
         return title, self.step_no, launched
 
     def wait(self, started) -> Path:
@@ -148,9 +150,19 @@ def run_demo(settings, fast: bool = False, seed: int = 0) -> str:
              {"kind": "merge.sweep", "name": f"sweep-{chosen['name']}", "model": base, "adapter": chosen["adapter"],
               "scales": [0.5] if fast else [0.3, 0.5, 0.7], "variants": [] if fast else
               [{"method": "ties", "density": 0.5, "scale": 1.0}], "gate": {**gate, "suite": ""}})
-    demo.run(f"GGUF export of {chosen['name']} with verification",
-             {"kind": "export.gguf", "name": f"gguf-{chosen['name']}", "model": base, "adapter": chosen["adapter"],
-              "scale": 1.0, "quants": ["Q8_0"], "verify": True})
+    shipped = demo.run(f"GGUF export of {chosen['name']} with verification",
+                       {"kind": "export.gguf", "name": f"gguf-{chosen['name']}", "model": base,
+                        "adapter": chosen["adapter"], "scale": 1.0, "quants": ["Q8_0"], "verify": True,
+                        "file_stem": "slayer"})
+    base_gguf = demo.run("GGUF export of the base, to serve beside it",
+                         {"kind": "export.gguf", "name": "gguf-base", "model": base, "quants": ["Q8_0"],
+                          "verify": False, "file_stem": "base"})
+    demo.run("serving latency and throughput: shipped Q8_0 vs the base's, same llama-server settings",
+             {"kind": "bench.serve", "name": "serve-bench", "concurrency": [1, 4], "max_tokens": 16, "warmup": 1,
+              "server": {"binary": "llama_cpp.server", "ctx_size": 512, "gpu_layers": 0, "threads": 1},
+              "subjects": [{"name": f"{chosen['name']} Q8_0", "kind": "quant",
+                            "file": str(shipped / "gguf" / "slayer-Q8_0.gguf")},
+                           {"name": "base Q8_0", "kind": "base", "file": str(base_gguf / "gguf" / "base-Q8_0.gguf")}]})
     write_card(demo)
     return demo.experiment
 
@@ -177,19 +189,14 @@ def accept_best(demo: Demo) -> dict:
 
 
 def write_card(demo: Demo) -> Path:
-    import os
-
-    from store.card import render_card
+    from store.card import write_card_files
 
     demo.step_no += 1
     click.secho(f"[{demo.step_no}] model card", bold=True)
-    text = render_card(demo.settings.store(), demo.experiment, tolerance_pp=DEMO_TOLERANCE_PP,
-                       config=demo.settings.experiment_config(demo.experiment))
-    path = demo.dir / "MODEL_CARD.md"
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    click.echo(f"wrote {path}")
+    path, appendix = write_card_files(demo.settings.store(), demo.experiment, demo.dir / "MODEL_CARD.md",
+                                      tolerance_pp=DEMO_TOLERANCE_PP,
+                                      config=demo.settings.experiment_config(demo.experiment))
+    click.echo(f"wrote {path} (appendix: {appendix.name})")
     return path
 
 

@@ -30,6 +30,7 @@ def save_spec(home: Path, text: str, source: str):
 
 def launch_here(settings, store, request) -> str:
     """Start the request on this machine; returns the run id."""
+    from remotes.cost import run_price
     from remotes.local import launch_local
     from store.ingest import register_run
 
@@ -37,7 +38,7 @@ def launch_here(settings, store, request) -> str:
     experiment = request.experiment or spec.experiment or "default"
     launched = launch_local(path, spec, settings.runs_dir)
     register_run(store, launched.run_id, kind=spec.kind.name, name=spec.name, experiment=experiment,
-                 run_dir=str(launched.run_dir), box="local", pid=launched.pid)
+                 run_dir=str(launched.run_dir), box="local", pid=launched.pid, **run_price(settings.home, "local"))
     return launched.run_id
 
 

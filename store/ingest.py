@@ -53,8 +53,9 @@ def get_or_create_experiment(s: Session, name: str) -> Experiment:
 
 
 def register_run(store: Store, run_id: str, *, kind: str = "", name: str | None = None,
-                 experiment: str | None = None, run_dir: str = "", box: str = "local", pid: int | None = None) -> None:
-    """Create (or complete) the run's row before its first event is ingested."""
+                 experiment: str | None = None, run_dir: str = "", box: str = "local", pid: int | None = None,
+                 price_per_hour: float | None = None, gpus: int | None = None) -> None:
+    """Create (or complete) the run's row before its first event is ingested; the box's price goes with it."""
     with store.write() as s:
         run = s.get(Run, run_id)
         if run is None:
@@ -63,6 +64,8 @@ def register_run(store: Store, run_id: str, *, kind: str = "", name: str | None 
         run.kind = run.kind or kind
         run.run_dir = run_dir or run.run_dir
         run.pid = pid or run.pid
+        run.price_per_hour = run.price_per_hour if price_per_hour is None else price_per_hour
+        run.gpus = run.gpus if gpus is None else gpus
         if experiment and run.experiment_id is None:
             run.experiment_id = get_or_create_experiment(s, experiment).id
 

@@ -43,6 +43,9 @@ class Run(SQLModel, table=True):
     progress_total: Optional[float] = None
     progress_unit: Optional[str] = None
     progress_label: Optional[str] = None
+    # The box's price when the run was launched (remotes.cost) and its GPU count: cost = wall hours × price.
+    price_per_hour: Optional[float] = Field(default=None, description="box price per hour at launch")
+    gpus: Optional[int] = Field(default=None, description="GPUs of the box, for GPU-hours")
 
 
 class RunCursor(SQLModel, table=True):

@@ -13,7 +13,7 @@ import yaml
 from deltas_fixtures import flips, gate_event, ingest_events, subject
 
 from store import Store
-from store.card import front_matter, render_card
+from store.card import front_matter, render_card, render_card_files
 from store.decisions import decide, decisions_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,10 +27,14 @@ def _fill(store, tmp_path: Path) -> None:
     """A small experiment: a training run with job.toml and a data report, gates, a GGUF export."""
     train_dir = tmp_path / "run-train"
     (train_dir / "outputs").mkdir(parents=True)
-    (train_dir / "job.toml").write_text('kind = "train.sft"\nexperiment = "pl"\nlr = 0.0002\nrank = 16\n')
-    (train_dir / "outputs" / "mix.json").write_text(json.dumps({"style": 0.6, "replay": 0.4, "rows": 1200}))
-    (train_dir / "outputs" / "guard.json").write_text(json.dumps({"overlaps": 0, "checked": ["gsm8k"]}))
+    mix = train_dir / "outputs" / "mix.jsonl"
+    (train_dir / "job.toml").write_text(f'kind = "train.sft"\nexperiment = "pl"\ndata = "{mix}"\nlr = 0.0002\n'
+                                        '[adapter]\nmethod = "dora"\nrank = 16\n')
+    (train_dir / "outputs" / "mix.json").write_text(json.dumps({"ratios": {"style": 0.6, "replay": 0.4}, "rows": 1200}))
+    (train_dir / "outputs" / "guard.json").write_text(json.dumps({"checked": 1200, "dropped": 3, "gates": [
+        {"name": "gsm8k", "overlap": 3}], "summary": ["gsm8k: 3 overlap"]}))
     ingest_events(store, "run-train", "pl", [
+        {"type": "artifact", "path": "outputs/mix.jsonl", "kind": "data", "sha256": "aa" * 32, "bytes": 900},
         {"type": "artifact", "path": "outputs/mix.json", "kind": "data_report", "sha256": "ab" * 32, "bytes": 50},
         {"type": "artifact", "path": "outputs/guard.json", "kind": "guard_report", "sha256": "cd" * 32, "bytes": 40},
         {"type": "checkpoint", "step": 1600, "path": "outputs/ckpt-1600", "subject": CKPT},
@@ -44,7 +48,7 @@ def _fill(store, tmp_path: Path) -> None:
     ingest_events(store, "run-gates", "pl", ev)
     ingest_events(store, "run-export", "pl", [
         {"type": "artifact", "path": "outputs/m-Q8_0.gguf", "kind": "gguf", "sha256": "ef" * 32, "bytes": 3 * 2**20,
-         "quant": "Q8_0", "kl": 0.0004, "top1": 0.991}], kind="export.gguf")
+         "quant": "Q8_0", "kl": 0.0004, "top1": 0.991, "source": {**CKPT["recipe"]}}], kind="export.gguf")
 
 
 @pytest.fixture
@@ -57,7 +61,8 @@ def store(store_url, tmp_path):
 
 def test_card_renders_from_the_store_and_its_front_matter_round_trips(store):
     decide(store, "ckpt-1600", "accept", "best style gain, no general regression", actor="ana@gb10")
-    card = render_card(store, "pl")
+    card, appendix = render_card_files(store, "pl")
+    assert card == render_card(store, "pl")
     fm = front_matter(card)
     assert yaml.safe_load(yaml.safe_dump(fm)) == fm
     assert fm["base_model"] == "tiny"
@@ -65,16 +70,24 @@ def test_card_renders_from_the_store_and_its_front_matter_round_trips(store):
     assert entry["name"] == "ckpt-1600"  # the accepted subject
     values = {r["dataset"]["name"]: r["metrics"][0]["value"] for r in entry["results"]}
     assert values == {"pref": 0.55, "gsm8k": 0.81}
-    for text in ("### vs the base", "### vs bielik (reference)", "#### Style", "#### Math", "+15.0",
-                 'lr = 0.0002', '"replay": 0.4', '"overlaps": 0', "m-Q8_0.gguf", "3.0 MiB", "0.0004", "0.991",
-                 "ana@gb10", "best style gain", "cost_usd", "## Fingerprints"):
+    body = card[card.index("\n---", 3) + 4:]
+    assert len(body.splitlines()) <= 200
+    for text in ("## Summary", "vs **Qwen-base**: **PASS**", "vs **bielik**", "accept** by ana@gb10",
+                 "best style gain", "| m-Q8_0.gguf | Q8_0 | 3.0 MiB | `" + "ef" * 32 + "` | 0.0004 | 0.991 |",
+                 "**Data mix** `mix.jsonl` (run `run-train`", "style 60%, replay 40%",
+                 "**Training** run `run-train` (`train.sft`): method dora, rank 16",
+                 "**Checkpoint** `outputs/ckpt-1600` (step 1600)", "**GGUF** m-Q8_0.gguf", "| Style | +15.0 ✓ PASS",
+                 "| Math |", "1200 training examples checked against 1 gates' test items, 3 dropped", "appendix"):
         assert text in card, text
+    for text in ("## Deltas vs the base", "## Deltas vs bielik (reference)", "#### Style", "#### Math", "+15.0",
+                 "lr = 0.0002", '"replay": 0.4', '"dropped": 3', "ana@gb10", "## Fingerprints", "## Cost per run"):
+        assert text in appendix, text
 
 
 def test_card_of_a_merge_shows_its_recipe_and_its_adapters_training_run(store):
-    card = render_card(store, "pl", subject="ckpt-1600 x0.5")
-    assert "## Merge recipe" in card and "dare_ties" in card and "| adapter scale | 0.5 |" in card
-    assert "From run `run-train`" in card and front_matter(card)["model-index"][0]["name"] == "ckpt-1600 x0.5"
+    card, appendix = render_card_files(store, "pl", subject="ckpt-1600 x0.5")
+    assert "**Merge** scale 0.5, dare_ties density 0.3" in card and '"method": "dare_ties"' in appendix
+    assert "From run `run-train`" in appendix and front_matter(card)["model-index"][0]["name"] == "ckpt-1600 x0.5"
 
 
 def slayer(*args, home: Path) -> subprocess.CompletedProcess:
@@ -112,7 +125,8 @@ def test_cli_deltas_select_decide_card(home, tmp_path, store_url, monkeypatch):
     assert made.returncode == 0, made.stderr
     text = card_path.read_text()
     assert front_matter(text)["model-index"][0]["name"] == "ckpt-2400" and "(override)" in text
-    assert [p.name for p in card_path.parent.iterdir()] == ["CARD.md"]  # no temp file left behind
+    assert "(CARD.appendix.md)" in text and "## Fingerprints" in (tmp_path / "cards" / "CARD.appendix.md").read_text()
+    assert sorted(p.name for p in card_path.parent.iterdir()) == ["CARD.appendix.md", "CARD.md"]  # no temp files
 
     for args, message in ((["deltas", "nope"], "no such experiment"),
                           (["card", "pl", "--subject", "zzz", "--out", str(tmp_path / "x.md")], "no subject 'zzz'")):

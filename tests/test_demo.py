@@ -26,18 +26,23 @@ def test_demo_fast_runs_the_whole_campaign_into_the_store(tmp_path):
     assert {r.status for r in runs} == {"succeeded"}
     kinds = {r.kind for r in runs}
     assert {"model.tiny", "demo.pretrain", "data.klej", "data.replay", "data.mix", "train.sft", "merge.sweep",
-            "export.gguf"} <= kinds
+            "export.gguf", "bench.serve"} <= kinds
     table = delta_table(store, "demo")
     checkpoints = [r for r in table.rows if r.kind == "checkpoint"]
     assert len([r for r in checkpoints if "no-replay" in r.name]) >= 3
     assert len([r for r in checkpoints if "-replay-" in r.name and "no-replay" not in r.name]) >= 3
     assert any(r.kind == "merge" for r in table.rows)
     # every checkpoint was gated on every demo gate, compared with the base on matching fingerprints
-    assert all(c.verdict != "MISMATCH" and c.delta_pp is not None for r in checkpoints for c in r.cells.values())
+    assert all(c.verdict != "MISMATCH" and c.delta_pp is not None for r in checkpoints for c in r.cells.values()
+               if c.axis != "latency")
     [decision] = decisions_for(store, "demo")
     assert decision.verdict == "accept" and decision.reason.startswith("demo: Pareto-best")
     card = (home / "demo" / "MODEL_CARD.md").read_text()
     assert card.startswith("---\n") and "model-index" in card and "Q8_0" in card
+    body = card[card.index("\n---", 3) + 4:]
+    assert len(body.splitlines()) <= 200 and (home / "demo" / "MODEL_CARD.appendix.md").is_file()
+    serving = body[body.index("## Latency and cost"):]
+    assert "| base Q8_0 | base | 4 |" in serving and f"| {decision.name} Q8_0 | quant | 4 |" in serving
     assert "delta" in proc.stdout.lower() and "slayer --home" in proc.stdout
     # a second demo would go to a new experiment, never into this one
     from slayer_console.context import Settings

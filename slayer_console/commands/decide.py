@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
-
 import click
 
 from engine.vocab import DECISIONS, VERDICTS
@@ -22,22 +18,33 @@ def _pp(x: float | None, fmt: str = "{:+.1f}") -> str:
     return "" if x is None else fmt.format(x)
 
 
+def _flag(verdict: str) -> str:
+    """The verdict's mark where it needs one (a PASS number needs none)."""
+    return VERDICTS[verdict].mark if VERDICTS[verdict].flag else ""
+
+
 def _cell_text(c) -> str:
     if c.verdict == "BASE":
         return _pp(c.value, "{:.3g}")
-    v = VERDICTS[c.verdict]
-    return _pp(c.delta_pp) + (v.mark if v.flag else "") if c.delta_pp is not None else v.mark
+    return _pp(c.delta_pp) + _flag(c.verdict) if c.delta_pp is not None else VERDICTS[c.verdict].mark
 
 
 @click.command()
 @click.argument("experiment")
 @click.option("--base", default=None, help="compare against this subject (id, prefix or name) instead of the base")
+@click.option("--vs", "vs", default=None, help="a baseline table: every subject's scores beside this reference's "
+                                               "(id, prefix or name), with the paired Δ")
+@click.option("--axis", "only_axes", multiple=True, help="with --vs: only gates of this axis (repeatable, e.g. pl_nlu)")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table", show_default=True)
 @LAMBDA
 @TOLERANCE
-def deltas(experiment: str, base: str | None, fmt: str, lam: float, tolerance: float | None) -> None:
+def deltas(experiment: str, base: str | None, vs: str | None, only_axes: tuple[str, ...], fmt: str,
+           lam: float | None, tolerance: float | None) -> None:
     """Every subject vs the base per gate: paired Δ pp, CI, verdict (▲ WARN, ✗ FAIL, ≠ fingerprint mismatch)."""
     from store.deltas import delta_table
+
+    if vs:
+        return _baseline(experiment, vs, only_axes, fmt)
 
     config = settings().experiment_config(experiment)
     table = delta_table(settings().store(), experiment, base=base, lam=lam, tolerance_pp=tolerance, config=config)
@@ -57,6 +64,26 @@ def deltas(experiment: str, base: str | None, fmt: str, lam: float, tolerance: f
                 f" · score = {config.formula(table.lam)} · ? = UNDERPOWERED (n cannot see a drop of the tolerance)",
                 ["subject", "kind", *[f"{g}\n{a}" for g, a in table.gates], *[f"{a}\npooled" for a in axes],
                  "score", "verdict", "decision"], rows)
+
+
+def _baseline(experiment: str, reference: str, axes: tuple[str, ...], fmt: str) -> None:
+    """`deltas --vs`: scores per gate (×100 for proportions) with Δ pp vs the reference, and the average."""
+    from store.baseline import baseline_table
+
+    t = baseline_table(settings().store(), experiment, reference, axes)
+    if fmt == "json":
+        print_json(t.as_dict())
+        return
+    header = ["subject", "kind", *[f"{g} ({m})" for g, _, m in t.gates], "average"]
+    rows = [[name, kind, *[_pp(c.value, "{:.1f}") + ("" if c.delta is None else f" ({c.delta:+.1f}{_flag(c.verdict)})")
+                           for c in (cells[g] for g, _, _ in t.gates)], _pp(avg, "{:.1f}")]
+            for name, kind, cells, avg in t.rows]
+    if fmt == "markdown":
+        from store.card import md_table
+
+        click.echo(md_table(header, rows))
+        return
+    print_table(f"{experiment}: scores, (Δ pp vs {t.reference})", header, rows)
 
 
 @click.command()
@@ -118,19 +145,10 @@ def decide(subject: str, verdict: str, reason: str, override: bool, experiment: 
 @LAMBDA
 @TOLERANCE
 def card(experiment: str, subject: str | None, out: str, lam: float, tolerance: float | None) -> None:
-    """Render the experiment's model card (Markdown + HF model-index front matter) from the store."""
-    from store.card import render_card
+    """Render the experiment's model card (Markdown + HF model-index front matter) and its appendix
+    (FILE.appendix.md: CIs, fingerprints, configs, reports) from the store."""
+    from store.card import write_card_files
 
-    text = render_card(settings().store(), experiment, subject, lam=lam, tolerance_pp=tolerance,
-                       config=settings().experiment_config(experiment))
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    click.echo(f"wrote {path}")
+    card_path, appendix = write_card_files(settings().store(), experiment, out, subject, lam=lam,
+                                           tolerance_pp=tolerance, config=settings().experiment_config(experiment))
+    click.echo(f"wrote {card_path} and {appendix}")

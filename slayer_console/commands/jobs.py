@@ -28,7 +28,8 @@ def kinds_cmd(fmt: str) -> None:
 @jobs.command("example")
 @click.argument("kind")
 @click.option("--for", "box", default=None, metavar="BOX",
-              help="a Qwen3.5-27B recipe sized for this box: gb10, 3090 or vast-4x3090")
+              help="a Qwen3.5-27B recipe sized for this box (gb10, 3090, vast-4x3090), or a named one "
+                   "(gate --for rebaseline)")
 def example_cmd(kind: str, box: str | None) -> None:
     """Print a complete, commented example TOML for KIND (it runs as printed, on the embedded tiny model), or with
     --for the campaign's recipe for a box."""

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from engine.errors import NotFound, SpecError, WorkFailed
+from engine.errors import NotFound, SpecError, UserError, WorkFailed
 from engine.vocab import LOST, TERMINAL
 from slayer_console.commands.common import FORMAT, print_json, print_table, settings
 
@@ -70,12 +70,13 @@ def run(spec_path: str, box: str, detach: bool, experiment: str | None, quiet: b
         from remotes.launch import launch_on_box
 
         sys.exit(launch_on_box(cfg, box, spec_path, spec, experiment, detach=detach, quiet=quiet))
+    from remotes.cost import run_price
     from remotes.local import cancel_local, launch_local
     from store.ingest import register_run
 
     launched = launch_local(spec_path, spec, cfg.runs_dir)
     register_run(store, launched.run_id, kind=spec.kind.name, name=spec.name, experiment=experiment,
-                 run_dir=str(launched.run_dir), box="local", pid=launched.pid)
+                 run_dir=str(launched.run_dir), box="local", pid=launched.pid, **run_price(cfg.home, "local"))
     if detach:
         click.echo(launched.run_id)
         return
@@ -105,7 +106,20 @@ def _finish(store, run_id: str, status: str) -> None:
     error = view.error or (last_log_line(Path(view.run_dir)) if status == LOST else "")
     click.echo(f"{run_id} {status}" + (f": {error}" if error else ""))
     if status != "succeeded":
+        if _bad_input(Path(view.run_dir)):
+            raise UserError(f"run {run_id} {status} on bad input")
         raise WorkFailed(f"run {run_id} {status}")
+
+
+def _bad_input(run_dir: Path) -> bool:
+    """Did the job fail on bad input (engine.runner marks its final status event)?"""
+    import json
+
+    try:
+        lines = (run_dir / "events.jsonl").read_bytes().splitlines()
+        return bool(lines) and bool(json.loads(lines[-1]).get("bad_input"))
+    except (OSError, ValueError):
+        return False
 
 
 @click.group(invoke_without_command=True)

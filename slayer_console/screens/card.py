@@ -3,7 +3,6 @@ export to a Markdown file."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from textual import work
@@ -31,15 +30,6 @@ def preview_markdown(card: str) -> str:
     return card
 
 
-def write_card(text: str, path: Path) -> Path:
-    """Write atomically (temp file + rename): never a half-written card."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
-
-
 def export_card(screen: Screen, experiment: str, subject: str | None) -> None:
     """Ask where, then render and write the card from a worker of `screen`."""
     app = screen.app
@@ -49,8 +39,11 @@ def export_card(screen: Screen, experiment: str, subject: str | None) -> None:
             return
 
         def job() -> None:
-            written = write_card(card_text(app, experiment, subject), Path(path).expanduser())
-            app.call_from_thread(app.notify, f"model card written to {written}")
+            from store.card import write_card_files
+
+            written, appendix = write_card_files(app.store(), experiment, Path(path).expanduser(), subject,
+                                                 lam=app.lam, tolerance_pp=app.tolerance, config=app.objective)
+            app.call_from_thread(app.notify, f"model card written to {written} (appendix: {appendix.name})")
 
         screen.run_worker(job, thread=True, group="card-export", exit_on_error=False)
 

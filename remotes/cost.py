@@ -1,0 +1,48 @@
+"""What an hour of a box costs, recorded with every run launched on it.
+
+A rented vast box costs its rental price (dph_total); an owned box costs `cost_per_hour` from boxes.toml,
+else `watts` × `price_per_kwh` / 1000 (electricity only). No price configured: None (the card says so).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from remotes.boxes import Box, BoxError, get_box
+
+
+@dataclass(frozen=True)
+class BoxPrice:
+    per_hour: float | None
+    gpus: int
+    source: str  # "vast", "cost_per_hour", "power", or "none"
+
+    def fields(self) -> dict:
+        """The `price_per_hour` and `gpus` keywords of store.ingest.register_run."""
+        return {"price_per_hour": self.per_hour, "gpus": self.gpus}
+
+
+def box_price(box: Box) -> BoxPrice:
+    gpus = box.gpus if box.gpus is not None else 1
+    if box.vast is not None and box.vast.dph_total:
+        return BoxPrice(box.vast.dph_total, gpus, "vast")
+    if box.cost_per_hour is not None:
+        return BoxPrice(box.cost_per_hour, gpus, "cost_per_hour")
+    if box.watts is not None and box.price_per_kwh is not None:
+        return BoxPrice(round(box.watts / 1000 * box.price_per_kwh, 6), gpus, "power")
+    return BoxPrice(None, gpus, "none")
+
+
+def price_of(home, box_name: str) -> BoxPrice:
+    """The price of a registered box (BoxError for an unknown one)."""
+    return box_price(get_box(home, box_name))
+
+
+def run_price(home, box_name: str) -> dict:
+    """BoxPrice.fields() of a registered box; a malformed boxes.toml must not stop a local run (price unknown)."""
+    try:
+        return price_of(home, box_name).fields()
+    except BoxError:
+        if box_name != "local":
+            raise
+        return {}
