@@ -60,3 +60,21 @@ def test_a_run_without_a_price_counts_hours_but_no_money():
     assert (cost.hours, cost.gpu_hours, cost.money) == (0.5, 0.5, None)
     total = CostTotal.of([cost])
     assert total.money is None and total.unpriced == 1
+
+
+def test_a_store_from_before_prices_upgrades_and_keeps_its_runs(tmp_path):
+    from sqlalchemy import create_engine, text
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old = Store(create_engine(url), url)
+    old.upgrade("0001")
+    with old.engine.begin() as conn:
+        conn.execute(text("INSERT INTO runs (id, kind, status, box, run_dir, created_ms, started_ms, ended_ms) "
+                          "VALUES ('r0', 'train.sft', 'succeeded', 'gb10', '', 0, 0, 3600000)"))
+    old.engine.dispose()
+    store = Store.open(url)  # backs up and migrates
+    with store.session() as s:
+        cost = run_cost(s.get(Run, "r0"))
+    assert (cost.hours, cost.price_per_hour, cost.money) == (1.0, None, None)
+    assert (tmp_path / "old.db.bak-0001").is_file()
+    store.close()

@@ -277,9 +277,8 @@ def test_out_of_date_store_says_what_to_run_then_upgrades(tmp_path, home):
     with pytest.raises(SpecError, match="run `slayer db upgrade`"):
         Store.open(str(home / "slayer.db"), upgrade=False)
     proc = slayer("db", "upgrade", home=home)
-    assert proc.returncode == 0 and "schema at 0001" in proc.stdout
     current, head = Store.open(str(home / "slayer.db"), upgrade=False).revisions()
-    assert current == head == "0001"
+    assert proc.returncode == 0 and f"schema at {head}" in proc.stdout and current == head
 
 
 def test_two_ingesters_of_one_growing_run_at_once_never_double_or_fail(tmp_path, store_url):

@@ -4,6 +4,8 @@ Plain `http.client` over one keep-alive connection per worker thread: nothing be
 clock but SSE line parsing (bench/serve.py checks it against a bare httpx loop). A token is one streamed
 chunk with a `content` field, empty or not (llama.cpp streams one token per chunk, and a token that ends
 inside a UTF-8 character decodes to ""); the server's own `usage` count wins when it sends one.
+Not engine.gates.http_api: that one posts whole JSON replies with retries, which would hide the first token
+and fold retry waits into the latency being measured.
 """
 
 from __future__ import annotations

@@ -44,8 +44,8 @@ class GGUFSubject(JobConfig):
     def subject(self) -> dict:
         """The same subject record a `gate` job scoring this file with llama_cpp writes, so results join it."""
         f = self.resolved_file()
-        if f is None:  # only an endpoint: the subject is what it serves under that id
-            return make_subject(self.name, self.kind, {"model": self.model or self.name, "adapter": None, "scale": 1.0,
+        if f is None:  # only an endpoint: the same subject as the gates' endpoint backend on that server
+            return make_subject(self.name, self.kind, {"model": self.model or self.url, "adapter": None, "scale": 1.0,
                                                        "merge": None, "format": "endpoint", "file": None})
         return SubjectSpec(name=self.name, kind=self.kind, backend="llama_cpp", file=str(f)).subject()
 
