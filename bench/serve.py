@@ -1,9 +1,9 @@
 """Serving latency and throughput with bench.serve, and its client's overhead against a bare httpx loop.
 
-    python bench/serve.py [--gguf F16.gguf Q8_0.gguf] [--max-tokens 64] [--concurrency 1 4 8]
+    python bench/serve.py [--gguf F16.gguf Q8_0.gguf | --layers 8 --hidden 512] [--max-tokens 64]
 
-Serves each GGUF file (default: the tiny Qwen3 converted to F16 and quantised to Q8_0; pass the demo's
-export with --gguf) with llama-cpp-python's server on 127.0.0.1 under identical settings and prints
+Serves each GGUF file (default: a random 8-layer, 512-wide Qwen3 with the tiny model's tokenizer, converted to
+F16 and quantised to Q8_0; pass the demo's export with --gguf) with llama-cpp-python's server on 127.0.0.1 under identical settings and prints
 bench.serve's table (TTFT p50/p95, decode tok/s, output tok/s, req/s). Then, on the first file, the same
 requests go through bench.serve's client and through a bare httpx streaming loop (threads, one client each),
 alternating, and the output tokens/s of both are compared (goal: within 5 %).
@@ -22,19 +22,22 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 
-def tiny_files(root: Path) -> list[Path]:
+def model_files(root: Path, layers: int, hidden: int) -> list[Path]:
+    """A random Qwen3 of this size with the tiny model's tokenizer (bench/export_time.py builds it), as F16 and
+    Q8_0: big enough that the server's per-token time, not the client's, is what is measured."""
+    from export_time import build
+
     from engine.export.converter import HF_SCRIPT, converter_dir, run_converter
     from engine.export.quantize import quantize
-    from engine.tiny.build import tiny_model_dir
 
-    model = tiny_model_dir(arch="qwen3", seed=0)
-    f16 = root / "tiny-F16.gguf"
+    model, _ = build(root, layers, hidden)
+    f16 = root / "qwen3-F16.gguf"
     run_converter(converter_dir(None), HF_SCRIPT, [str(model), "--outfile", str(f16), "--outtype", "f16"],
                   root / "convert.log")
-    return [f16, quantize(f16, root / "tiny-Q8_0.gguf", "Q8_0")]
+    return [f16, quantize(f16, root / "qwen3-Q8_0.gguf", "Q8_0")]
 
 
 def httpx_loop(url: str, model: str, prompts: list[str], max_tokens: int, concurrency: int) -> tuple[int, float]:
@@ -52,7 +55,8 @@ def httpx_loop(url: str, model: str, prompts: list[str], max_tokens: int, concur
                         return
                     _, prompt = todo.pop(0)
                 body = {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
-                        "temperature": 0.0, "stream": True, "ignore_eos": True}
+                        "temperature": 0.0, "stream": True, "ignore_eos": True,
+                        "min_tokens": max_tokens}
                 n = 0
                 with client.stream("POST", f"{url}/chat/completions", json=body) as r:
                     for line in r.iter_lines():
@@ -74,6 +78,8 @@ def httpx_loop(url: str, model: str, prompts: list[str], max_tokens: int, concur
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--gguf", nargs="*", default=None)
+    parser.add_argument("--layers", type=int, default=8)
+    parser.add_argument("--hidden", type=int, default=512)
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--concurrency", type=int, nargs="*", default=[1, 4, 8])
     parser.add_argument("--rounds", type=int, default=3, help="client-vs-httpx rounds (alternating)")
@@ -86,7 +92,7 @@ def main() -> None:
     from engine.serve.launch import free_port, running_server
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-serve-"))
-    files = [Path(f) for f in args.gguf] if args.gguf else tiny_files(tmp)
+    files = [Path(f) for f in args.gguf] if args.gguf else model_files(tmp, args.layers, args.hidden)
     settings = ServerSettings(binary="llama_cpp.server", ctx_size=1024, gpu_layers=0, threads=1)
     prompts, _ = load_prompts(None)
     print(f"{len(prompts)} prompts, {args.max_tokens} output tokens each, llama-cpp-python server, 1 thread")

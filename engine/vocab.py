@@ -66,7 +66,8 @@ def worst_verdict(names) -> str | None:
 @dataclass(frozen=True)
 class Axis:
     """A skill the gates measure. `group` says how it counts in the score: "style" gates make the style gain,
-    "general" gates make the worst regression, "polish" targets get verdicts but count in neither."""
+    "general" gates make the worst regression, "polish" targets get verdicts but count in neither, and "serving"
+    measurements (latency) are shown beside them, never scored."""
 
     name: str
     label: str  # short column head in the delta grid

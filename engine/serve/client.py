@@ -54,8 +54,8 @@ class Endpoint:
     def body(self, prompt: str, max_tokens: int, ignore_eos: bool) -> bytes:
         req = {"model": self.model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
                "temperature": 0.0, "stream": True, "stream_options": {"include_usage": True}}
-        if ignore_eos:
-            req["ignore_eos"] = True
+        if ignore_eos:  # llama-server reads ignore_eos; llama-cpp-python's server min_tokens (EOS banned until then)
+            req.update(ignore_eos=True, min_tokens=max_tokens)
         return json.dumps(req).encode()
 
     def stream(self, conn: http.client.HTTPConnection, body: bytes, index: int) -> Timing:

@@ -65,7 +65,9 @@ def server_command(binary: str, settings: ServerSettings, file: Path, port: int 
     s = settings
     if binary == PY_SERVER:
         cmd = [sys.executable, "-m", PY_SERVER, "--model", str(file), "--host", s.host, "--port", str(port),
-               "--n_ctx", str(s.ctx_size), "--n_gpu_layers", str(s.gpu_layers)]
+               "--n_ctx", str(s.ctx_size), "--n_gpu_layers", str(s.gpu_layers),
+               # its default lets each new request cut off the one streaming: concurrent requests must queue
+               "--interrupt_requests", "False"]
         cmd += ["--n_threads", str(s.threads)] if s.threads else []
         cmd += ["--model_alias", alias] if alias else []
     else:
