@@ -72,11 +72,11 @@ def test_card_renders_from_the_store_and_its_front_matter_round_trips(store):
     assert values == {"pref": 0.55, "gsm8k": 0.81}
     body = card[card.index("\n---", 3) + 4:]
     assert len(body.splitlines()) <= 200
-    for text in ("## Summary", "vs **Qwen-base**: **PASS**", "vs **bielik**", "accept** by ana@gb10",
+    for text in ("## Summary", "vs **Qwen-base**: **UNDERPOWERED**", "vs **bielik**", "accept** by ana@gb10",
                  "best style gain", "| m-Q8_0.gguf | Q8_0 | 3.0 MiB | `" + "ef" * 32 + "` | 0.0004 | 0.991 |",
                  "**Data mix** `mix.jsonl` (run `run-train`", "style 60%, replay 40%",
                  "**Training** run `run-train` (`train.sft`): method dora, rank 16",
-                 "**Checkpoint** `outputs/ckpt-1600` (step 1600)", "**GGUF** m-Q8_0.gguf", "| Style | +15.0 ✓ PASS",
+                 "**Checkpoint** `outputs/ckpt-1600` (step 1600)", "**GGUF** m-Q8_0.gguf", "| Style | +15.0 ✓ PASS (1 gate, n=100)",
                  "| Math |", "1200 training examples checked against 1 gates' test items, 3 dropped", "appendix"):
         assert text in card, text
     for text in ("## Deltas vs the base", "## Deltas vs bielik (reference)", "#### Style", "#### Math", "+15.0",
@@ -159,7 +159,7 @@ def test_the_objective_comes_from_the_experiments_config(home, tmp_path):
     card = tmp_path / "card.md"
     assert slayer("card", "pl", "--out", str(card), home=home).returncode == 0
     assert "= pl_style + 0.1·pl_nlu − 2·max(0, regression)" in card.read_text()
-    assert "#### Axis verdicts" in card.read_text()
+    assert "#### Axis verdicts" in (tmp_path / "card.appendix.md").read_text()  # the card has the pooled axes
     assert slayer("decide", "ckpt-nlu", "reject", "--reason", "KLEJ only", home=home).returncode == 0
     (snapshot,) = [d.snapshot for d in decisions_for(store, "pl") if d.name == "ckpt-nlu"]
     assert snapshot["lambda"] == 2.0  # the decision was judged under the experiment's objective
