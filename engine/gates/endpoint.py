@@ -47,7 +47,9 @@ class EndpointSettings(ApiSettings):
                              description="environment variable holding the API key (unset: no key is sent)")
     model: str | None = Field(None, description="model id on the server (default: the first one /models lists)")
     tokenizer: str | None = Field(None, description="Hugging Face tokenizer (id or directory) of the served model: "
-                                                    "needed only to render likelihood gates in the chat template")
+                                                    "raw prompts go as token ids (the gate's own BOS setting, "
+                                                    "vLLM and llama-server take them); chat-template likelihood "
+                                                    "gates need it")
     chat_template_kwargs: dict = Field(default_factory=lambda: {"enable_thinking": False},
                                        description="sent with chat requests (vLLM, llama-server read it)")
     extra_body: dict = Field(default_factory=dict, description="more request fields, e.g. {top_k = 1}")
@@ -105,13 +107,13 @@ def complete_chats(settings: EndpointSettings, chats: list[list[dict]], max_toke
     return map_concurrently(one, chats, settings.concurrency, on_done)
 
 
-def complete_prompts(settings: EndpointSettings, prompts: list[str], max_tokens: int, *,
+def complete_prompts(settings: EndpointSettings, prompts: list[str] | list[list[int]], max_tokens: int, *,
                      stop: list[str] | None = None, temperature: float = 0.0,
                      on_done: Callable[[int], None] = lambda done: None) -> list[Completion]:
-    """One completion per raw text prompt (no chat template), in order, through /completions."""
+    """One completion per raw prompt (text, or token ids; no chat template), in order, through /completions."""
     base = _body(settings, max_tokens, stop, temperature)
 
-    def one(prompt: str) -> Completion:
+    def one(prompt: str | list[int]) -> Completion:
         reply = post_json(settings, "/completions", {**base, "prompt": prompt}, check=lambda r: r["choices"][0]["text"])
         return _completion(reply, reply["choices"][0]["text"])
 
@@ -131,7 +133,8 @@ class EndpointBackend:
     def __init__(self, settings: EndpointSettings):
         model, owner = server_model(settings)
         self.settings = settings.model_copy(update={"model": model})
-        self.fingerprint = {"server_model": model, "server_owner": owner}
+        self.fingerprint = {"server_model": model, "server_owner": owner,
+                            "prompts": "token ids" if settings.tokenizer else "text"}
         self.tokenizer = None
         if settings.tokenizer:
             from transformers import AutoTokenizer
@@ -158,8 +161,11 @@ class EndpointBackend:
 
     def generate(self, prompts: list[str], stop: list[str], max_new_tokens: int, special: bool, batch_size: int,
                  on_batch: Callable[[int], None]) -> list[str]:
-        """Greedy completions of raw prompts (the server adds its own BOS, if its model has one)."""
-        done = complete_prompts(self.settings, prompts, max_new_tokens, stop=stop, on_done=lambda n: on_batch(1))
+        """Greedy completions of raw prompts: token ids encoded here with the gate's BOS setting when the endpoint
+        has a tokenizer, else text (the server then adds a BOS if its model's metadata says so: llama-server does
+        for SentencePiece GGUFs that the leaderboard scores without one)."""
+        sent = [self.tokenizer.encode(p, add_special_tokens=special) for p in prompts] if self.tokenizer else prompts
+        done = complete_prompts(self.settings, sent, max_new_tokens, stop=stop, on_done=lambda n: on_batch(1))
         self._count(done)
         return [cut_at_stop(c.text, stop) for c in done]
 
