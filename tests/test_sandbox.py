@@ -13,12 +13,13 @@ import pytest
 
 from engine.gates.sandbox import run_program, run_programs, sandbox_mode
 
-LEVEL = {"none": 0, "user": 1, "full": 2}[sandbox_mode()]
+LEVEL = {"none": 0, "user": 1, "full": 2, "bwrap": 2}[sandbox_mode()]
 SEPARATE_USER = LEVEL >= 1 or os.geteuid() != 0  # RLIMIT_NPROC binds every user but root
 PRINT_CWD = "import os, sys\nprint('cwd', os.getcwd(), file=sys.stderr, flush=True)\n"
 
 
-NEEDS = {1: "a separate user (sandbox mode 'user' or 'full')", 2: "the namespaces (sandbox mode 'full')"}
+NEEDS = {1: "a separate user (sandbox mode 'user', 'full' or 'bwrap')",
+         2: "the namespaces (sandbox mode 'full' or 'bwrap')"}
 MUST_PASS = "assert 1 + 1 == 2"
 
 

@@ -2,9 +2,11 @@
 
 Each program runs in a fresh interpreter, in a new session, under rlimits, in its own temp dir, as
 `nobody`, in private mount/network/IPC/PID namespaces with every other mount read-only, and behind
-a guard that disables destructive os/shutil/subprocess/socket functions. How much of that applies
-depends on privileges: see `sandbox_mode()`. This file is also the child's entry point (run as a
-script), so it imports only the standard library.
+a guard that disables destructive os/shutil/subprocess/socket functions. Where bubblewrap (`bwrap`)
+runs, it builds the namespaces (user namespace included), as root or as an ordinary user, which is
+how the GB10 and rented boxes run jobs; elsewhere the hand-built namespaces need root. How much
+applies depends on the machine: see `sandbox_mode()`. This file is also the child's entry point
+(run as a script), so it imports only the standard library.
 """
 
 from __future__ import annotations
@@ -60,42 +62,90 @@ def run_programs(codes, workers: int = 2, **limits) -> list[SandboxResult]:
         return list(pool.map(lambda code: run_program(code, **limits), codes))
 
 
+MODES = {
+    "bwrap": "bubblewrap: user, mount, network, IPC and PID namespaces, read-only root, nobody (root or not)",
+    "full": "root: nobody + mount/network/IPC/PID namespaces + read-only mounts",
+    "user": "root without namespaces: nobody only, network blocked by the in-process guard alone",
+    "none": "an ordinary user without bubblewrap: rlimits and the in-process guard only",
+}
+
+
 @cache
 def sandbox_mode() -> str:
-    """`full` (root: nobody + namespaces + read-only mounts), `user` (root, namespaces refused:
-    nobody only, network blocked by the guard alone) or `none` (not root: rlimits and guard only)."""
-    if os.geteuid() == 0:
-        for mode in ("full", "user"):
-            if _run("", mode, 30.0, 256, None, 4).passed:
-                return mode
+    """The strongest sandbox this machine runs (a key of MODES), probed once by running an empty program."""
+    candidates = (["bwrap"] if shutil.which("bwrap") else []) + (["full", "user"] if os.geteuid() == 0 else [])
+    for mode in candidates:
+        if _run("", mode, 30.0, 256, None, 4).passed:
+            return mode
     return "none"
+
+
+def sandbox_description() -> str:
+    """One line for `slayer gates` and `boxes check`: which sandbox code gates get here, and what it is."""
+    mode = sandbox_mode()
+    return f"{mode} ({MODES[mode]})"
 
 
 def _run(code, mode, timeout_s, memory_mb, cpu_s, max_procs) -> SandboxResult:
     workdir = tempfile.mkdtemp(prefix="slayer-sandbox-")
     try:
         Path(workdir, "program.py").write_text(code, encoding="utf-8")
-        uid, gid = _nobody() if mode != "none" else (os.getuid(), os.getgid())
-        if mode != "none":
+        separate = mode in ("full", "user") or (mode == "bwrap" and os.geteuid() == 0)
+        uid, gid = _nobody() if separate else (os.getuid(), os.getgid())
+        if separate:
             os.chown(workdir, uid, gid)
+        # bwrap adds its own init, our child and its supervisor to the program's processes.
         cfg = {"workdir": workdir, "namespaces": mode == "full", "uid": uid, "gid": gid,
                "cpu_s": cpu_s or math.ceil(timeout_s) + 1, "memory_mb": memory_mb,
-               "nproc": _count_processes(uid) + max_procs}
-        return _execute(cfg, timeout_s)
+               "nproc": _count_processes(uid) + max_procs + (3 if mode == "bwrap" else 0)}
+        if mode != "bwrap":
+            return _execute(cfg, timeout_s, [], ())
+        fds = {path: os.open(path, os.O_PATH) for paths in _closed_python_dirs().values() for path in paths}
+        try:
+            return _execute(cfg, timeout_s, _bwrap(workdir, fds), tuple(fds.values()))
+        finally:
+            for fd in fds.values():
+                os.close(fd)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _execute(cfg, timeout_s) -> SandboxResult:
+def _bwrap(workdir: str, python_fds: dict[str, int]) -> list[str]:
+    """bubblewrap's command line: everything read-only but the program's dir, fresh /dev and /proc, every
+    namespace unshared, `nobody` inside its user namespace, gone with its parent. Started by root it runs as
+    `nobody` outside too (RLIMIT_NPROC never binds root), so the interpreter's directories under an
+    ancestor nobody cannot enter are bound from descriptors root opened (`python_fds`)."""
+    nobody = str(_nobody()[0]) if os.geteuid() == 0 else str(os.getuid())
+    args = ["bwrap", "--ro-bind", "/", "/"]
+    for closed, paths in _closed_python_dirs().items():
+        args += ["--tmpfs", closed]
+        for path in paths:
+            args += ["--ro-bind-fd", str(python_fds[path]), path]
+    return args + ["--dev", "/dev", "--proc", "/proc", "--bind", workdir, workdir, "--chdir", workdir,
+                   "--unshare-all", "--unshare-user", "--uid", nobody, "--gid", nobody, "--die-with-parent",
+                   "--new-session", "--"]
+
+
+def _drop_to(uid: int, gid: int):
+    def drop():
+        os.setgroups([])
+        os.setgid(gid)
+        os.setuid(uid)
+    return drop
+
+
+def _execute(cfg, timeout_s, wrapper: list[str], pass_fds: tuple[int, ...]) -> SandboxResult:
     workdir = cfg["workdir"]
     env = {"PATH": "/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8",
            "OMP_NUM_THREADS": "1"}
     with tempfile.TemporaryFile() as err:
         start = time.monotonic()
         try:
-            proc = subprocess.Popen([sys.executable, "-I", __file__, json.dumps(cfg)], cwd=workdir,
-                                    env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                    stderr=err, start_new_session=True)
+            # The child's code goes on the command line: `nobody` may not be able to read this checkout.
+            drop = _drop_to(cfg["uid"], cfg["gid"]) if wrapper and os.geteuid() == 0 else None
+            proc = subprocess.Popen([*wrapper, sys.executable, "-I", "-c", _own_source(), json.dumps(cfg)],
+                                    cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=err, start_new_session=True, pass_fds=pass_fds, preexec_fn=drop)
         except OSError as exc:
             return SandboxResult(False, "error", None, f"sandbox: cannot start: {exc}", 0.0)
         exited = _wait_unreaped(proc.pid, start + timeout_s)
@@ -122,6 +172,11 @@ def _execute(cfg, timeout_s) -> SandboxResult:
     else:
         status = "failed"
     return SandboxResult(status == "passed", status, rc, tail, elapsed)
+
+
+@cache
+def _own_source() -> str:
+    return Path(__file__).read_text(encoding="utf-8")
 
 
 def _wait_unreaped(pid: int, deadline: float) -> bool:
@@ -226,8 +281,10 @@ def _isolate(workdir: str, uid: int, gid: int, source: str) -> None:
 
 
 def _closed_python_dirs() -> dict[str, list[str]]:
-    """sys.path directories under an ancestor that others cannot enter, by topmost such ancestor."""
-    paths = {os.path.realpath(p) for p in sys.path if os.path.isdir(p)}
+    """The interpreter's directories (its prefix, executable and sys.path) under an ancestor that others
+    cannot enter, by topmost such ancestor."""
+    own = [sys.prefix, sys.base_prefix, os.path.dirname(os.path.realpath(sys.executable)), *sys.path]
+    paths = {os.path.realpath(p) for p in own if p and os.path.isdir(p)}
     closed: dict[str, list[str]] = {}
     for path in sorted(p for p in paths if not any(p.startswith(q + os.sep) for q in paths)):
         shut = [a for a in reversed(Path(path).parents) if not os.stat(a).st_mode & 0o001]
