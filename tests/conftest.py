@@ -30,6 +30,14 @@ def home(tmp_path, monkeypatch) -> Path:
     return h
 
 
+def missing_system_package(what: str, package: str) -> None:
+    """Skip a test whose system package is missing; under CI (`.ci/run` exports CI=1, and installs them all)
+    fail instead, so a broken install cannot pass as skipped tests."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} is not installed (apt-get install {package}); .ci/install.sh installs it")
+    pytest.skip(f"{what} is not installed")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -46,9 +54,7 @@ def postgres_server():
     """A throwaway PostgreSQL cluster on 127.0.0.1 (Debian's packages); yields its base URL."""
     bindir = _pg_bin()
     if bindir is None:
-        if os.environ.get("CI"):
-            pytest.fail("PostgreSQL is not installed (apt-get install postgresql); .ci/run should install it")
-        pytest.skip("PostgreSQL is not installed")
+        missing_system_package("PostgreSQL", "postgresql")
     data = Path(tempfile.mkdtemp(prefix="slayer-pg-"))
     port = free_port()
     as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []

@@ -17,7 +17,7 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from conftest import free_port
+from conftest import free_port, missing_system_package
 from remotes.boxes import Box, put_box
 from remotes.ssh import ensure_pinned
 
@@ -123,9 +123,7 @@ class SshServer:
 
 def _need_sshd() -> None:
     if not Path(SSHD).exists():
-        if os.environ.get("CI"):
-            pytest.fail("OpenSSH sshd is not installed (apt-get install openssh-server); .ci/run should install it")
-        pytest.skip("OpenSSH sshd is not installed")
+        missing_system_package("OpenSSH sshd", "openssh-server")
 
 
 @pytest.fixture

@@ -10,10 +10,15 @@ import sys
 import time
 
 import pytest
+from conftest import missing_system_package
 from tui_campaign import build_campaign
 from tui_pilot import fresh_settings
 
-pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+
+@pytest.fixture(autouse=True)
+def _tmux_installed():
+    if shutil.which("tmux") is None:
+        missing_system_package("tmux", "tmux")
 
 
 class Tmux:
