@@ -13,7 +13,6 @@ as store/stats.py had it until the vectorisation).
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import sys
 import tempfile
@@ -84,8 +83,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--sample", type=int, default=300, help="pairs timed one by one (scaled to all pairs)")
     args = ap.parse_args()
-    print("load average at start: %.2f %.2f %.2f" % os.getloadavg())
-    with tempfile.TemporaryDirectory() as tmp:
+    from machine_load import reported_load
+
+    with reported_load(), tempfile.TemporaryDirectory() as tmp:
         store = Store.open(f"sqlite:///{tmp}/slayer.db")
         t = time.perf_counter()
         vectors = fill(store, args.subjects, args.gates, args.n)
@@ -103,7 +103,6 @@ def main() -> None:
             chain = timed(lambda: [chain_bootstrap(b, x) for _, b, x in sample]) * scale
             print(f"repeat {r + 1}: delta_table cold {cold:.2f} s | statistics vectorised per gate {vectorised:.2f} s"
                   f" | each pair alone (no shared weights) ≈ {alone:.1f} s | previous per-pair chain ≈ {chain:.1f} s")
-    print("load average at end: %.2f %.2f %.2f" % os.getloadavg())
 
 
 if __name__ == "__main__":

@@ -289,15 +289,16 @@ def _batch(gate: str, f1: bool, base: tuple, cands: list[tuple]) -> stats.Batch:
     return stats.compare_many(base[0], [c[0] for c in cands], seed=gate_seed(gate))
 
 
-def _pool(url: str, pairs: list[tuple], boots: dict) -> stats.PairedStats | str:
-    """An axis's paired gates pooled, each gate's delta turned so that + is better."""
+def _pool_parts(url: str, pairs: list[tuple], boots: dict) -> list[tuple] | str:
+    """What stats.pooled needs of one subject's axis — each paired gate with its sign (+1 when higher is
+    better) and resampled deltas — or a note why it cannot be pooled."""
     compared = [(b, c, _STATS_CACHE[(url, b.id, c.id)]) for b, c in pairs if (b.id, c.id) in boots]
     if not compared:
         return "no gate of this axis could be paired"
     units = {"pp" if st.proportion else c.primary_metric for b, c, st in compared}
     if len(units) > 1:
         return f"its gates are in different units ({', '.join(sorted(units))}): not pooled"
-    return stats.pooled([(1.0 if c.higher_is_better else -1.0, st, boots[(b.id, c.id)]) for b, c, st in compared])
+    return [(1.0 if c.higher_is_better else -1.0, st, boots[(b.id, c.id)]) for b, c, st in compared]
 
 
 def _fill_stats(s, url: str, groups: dict[tuple, list]) -> None:
@@ -314,9 +315,12 @@ def _fill_stats(s, url: str, groups: dict[tuple, list]) -> None:
         return
     vectors = _load(s, {r.id for pair in need.values() for r in pair}, GateResult.outcomes, GateResult.preds,
                     GateResult.golds)
-    for axis in sorted({c.axis for _, c in need.values()}):
+    by_axis: dict[str, list[tuple]] = {}
+    for pair in need.values():
+        by_axis.setdefault(pair[1].axis, []).append(pair)
+    for axis, axis_pairs in sorted(by_axis.items()):
         batches: dict[tuple, list] = {}
-        for b, c in (pair for pair in need.values() if pair[1].axis == axis):
+        for b, c in axis_pairs:
             note = _unpairable(vectors[b.id], vectors[c.id])
             if note:
                 _STATS_CACHE[(url, b.id, c.id)] = note
@@ -330,9 +334,17 @@ def _fill_stats(s, url: str, groups: dict[tuple, list]) -> None:
             for c, st, boot in zip(cands, batch.stats, batch.boot):
                 _STATS_CACHE.setdefault((url, base_id, c.id), st)  # a cached pair keeps the numbers it showed
                 boots[(base_id, c.id)] = boot
+        keys, groups_of_parts = [], []
         for (_, ax), ps in pools.items():
             if ax == axis:
-                _AXIS_CACHE[_axis_key(url, axis, ps)] = _pool(url, ps, boots)
+                parts = _pool_parts(url, ps, boots)
+                if isinstance(parts, str):
+                    _AXIS_CACHE[_axis_key(url, axis, ps)] = parts
+                else:
+                    keys.append(_axis_key(url, axis, ps))
+                    groups_of_parts.append(parts)
+        if groups_of_parts:
+            _AXIS_CACHE.update(zip(keys, stats.pooled(groups_of_parts)))
 
 
 # -- scoring --------------------------------------------------------------------------------------

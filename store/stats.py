@@ -36,6 +36,7 @@ class PairedStats:
     proportion: bool = True  # every outcome lies in [0, 1]: the metric is a proportion (report in pp)
 
 
+@functools.cache  # a table asks for the same two quantiles thousands of times
 def _z(q: float) -> float:
     return NormalDist().inv_cdf(q)
 
@@ -234,29 +235,34 @@ def compare(base, cand, base_preds: list[int] | None = None, cand_preds: list[in
     return compare_many(base, [cand], B, seed).stats[0]
 
 
-def pooled(parts: list[tuple[float, PairedStats, np.ndarray]], alpha: float = ALPHA) -> PairedStats:
-    """Several gates' paired items pooled into one comparison (an axis's verdict): the estimate is the
+def pooled(groups: list[list[tuple[float, PairedStats, np.ndarray]]], alpha: float = ALPHA) -> list[PairedStats]:
+    """Per group (one subject's axis), its gates' paired items pooled into one comparison: the estimate is the
     item-weighted mean gain Σ nᵍ·sᵍ·Δᵍ / Σ nᵍ, where sᵍ = ±1 turns each gate's delta so that + is better.
 
     Each part is (sᵍ, the gate's statistics, its B resampled deltas). The gates were resampled
     independently (one seed per gate), so Σ nᵍ·sᵍ·bootᵍ / Σ nᵍ is the stratified bootstrap of the
     pooled estimate (Efron & Tibshirani 1993, §8.4: resample within strata, keep their sizes). When
     every part is 0/1 the pooled items are 0/1 pairs too: McNemar on the summed discordant counts and
-    Connor's detectable drop at the pooled n; otherwise the bootstrap p and (z + z)·SE."""
-    n = sum(st.n for _, st, _ in parts)
-    gain = sum(st.n * sign * st.delta for sign, st, _ in parts) / n
-    boot = sum(st.n * sign * b for sign, st, b in parts)[None, :] / n
-    _, lo, hi, se, p = _summaries(gain, boot, alpha)
-    common = dict(delta=gain, ci_low=float(lo[0]), ci_high=float(hi[0]), se=float(se[0]), n=n,
-                  proportion=all(st.proportion for _, st, _ in parts))
-    if all(st.method == "mcnemar" for _, st, _ in parts):
-        worse = sum(st.discordant[0] if sign > 0 else st.discordant[1] for sign, st, _ in parts)
-        better = sum(st.discordant[1] if sign > 0 else st.discordant[0] for sign, st, _ in parts)
-        return PairedStats(**common, p_value=mcnemar(worse, better)[1],
-                           detectable=detectable_drop_binary(worse, better, n), method="pooled-mcnemar",
-                           discordant=(worse, better))
-    return PairedStats(**common, p_value=float(p[0]), detectable=detectable_drop(float(se[0])),
-                       method="pooled-bootstrap")
+    Connor's detectable drop at the pooled n; otherwise the bootstrap p and (z + z)·SE. The groups' intervals
+    come from one sort of all their resamples."""
+    sizes = [sum(st.n for _, st, _ in parts) for parts in groups]
+    gains = [sum(st.n * sign * st.delta for sign, st, _ in parts) / n for parts, n in zip(groups, sizes)]
+    boot = np.vstack([sum(st.n * sign * b for sign, st, b in parts) / n for parts, n in zip(groups, sizes)])
+    _, lo, hi, se, p = _summaries(gains, boot, alpha)
+    out = []
+    for i, (parts, n) in enumerate(zip(groups, sizes)):
+        common = dict(delta=gains[i], ci_low=float(lo[i]), ci_high=float(hi[i]), se=float(se[i]), n=n,
+                      proportion=all(st.proportion for _, st, _ in parts))
+        if all(st.method == "mcnemar" for _, st, _ in parts):
+            worse = sum(st.discordant[0] if sign > 0 else st.discordant[1] for sign, st, _ in parts)
+            better = sum(st.discordant[1] if sign > 0 else st.discordant[0] for sign, st, _ in parts)
+            out.append(PairedStats(**common, p_value=mcnemar(worse, better)[1],
+                                   detectable=detectable_drop_binary(worse, better, n), method="pooled-mcnemar",
+                                   discordant=(worse, better)))
+        else:
+            out.append(PairedStats(**common, p_value=float(p[i]), detectable=detectable_drop(float(se[i])),
+                                   method="pooled-bootstrap"))
+    return out
 
 
 def verdict(delta_pp: float, p_value: float, tolerance_pp: float, higher_is_better: bool = True,

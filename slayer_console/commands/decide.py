@@ -11,7 +11,8 @@ LAMBDA = click.option("--lambda", "lam", type=click.FloatRange(min=0), default=N
                       help="weight of the worst general regression in score = Σ weight·mean axis gain − "
                            "λ·max(0, regression) (default: the experiment config's, else 1)")
 TOLERANCE = click.option("--tolerance", type=click.FloatRange(min=0), default=None,
-                         help="tolerance in pp for every gate (default: each gate's own)")
+                         help="tolerance in pp for every gate and axis (default: the experiment config's per axis, else "
+                              "each gate's own)")
 
 
 def _pp(x: float | None, fmt: str = "{:+.1f}") -> str:
