@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from dataclasses import replace
 from pathlib import Path
 
 from engine.errors import SpecError
@@ -28,6 +29,24 @@ def save_spec(home: Path, text: str, source: str):
     return path, spec
 
 
+def check_policy(settings, spec, experiment: str, source: str) -> list[str]:
+    """The experiment's policy (engine.policy) against the job, before it launches anywhere: a violation is one
+    SpecError line naming the rule and the field (exit 2); returns a line per rule the experiment overrides
+    that the job would break, to show and record."""
+    from engine.policy import check
+
+    policy = settings.experiment_config(experiment).policy
+    config = spec.config.model_dump(mode="json")
+    broken = check(spec.kind.name, config, policy)
+    if broken:
+        more = f" (and {len(broken) - 1} more)" if len(broken) > 1 else ""
+        raise SpecError(broken[0].line(source) + more + f"; to proceed anyway, record why in "
+                        f"{settings.home / 'experiments' / (experiment + '.toml')} as [policy.override] "
+                        f'{broken[0].rule} = "reason"')
+    overridden = check(spec.kind.name, config, replace(policy, override={}))
+    return [f"policy override: {v.rule} (field {v.field!r}): {policy.override[v.rule]}" for v in overridden]
+
+
 def launch_here(settings, store, request) -> str:
     """Start the request on this machine; returns the run id."""
     from remotes.cost import run_price
@@ -36,6 +55,7 @@ def launch_here(settings, store, request) -> str:
 
     path, spec = save_spec(settings.home, request.spec_text, request.source)
     experiment = request.experiment or spec.experiment or "default"
+    check_policy(settings, spec, experiment, request.source)
     launched = launch_local(path, spec, settings.runs_dir)
     register_run(store, launched.run_id, kind=spec.kind.name, name=spec.name, experiment=experiment,
                  run_dir=str(launched.run_dir), box="local", pid=launched.pid, **run_price(settings.home, "local"))
@@ -50,5 +70,6 @@ async def launch_there(settings, store, request, confirm) -> str:
 
     _, spec = await asyncio.to_thread(save_spec, settings.home, request.spec_text, request.source)
     spec.experiment = request.experiment or spec.experiment
+    await asyncio.to_thread(check_policy, settings, spec, spec.experiment or "default", request.source)
     run = await launch_remote(settings.home, store, request.box, spec, confirm=confirm)
     return run.run_id

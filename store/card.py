@@ -464,6 +464,10 @@ def render_card_files(store: Store, experiment: str, subject: str | None = None,
             "## Latency and cost", _serving_table(shared) if shared else "No bench.serve measurement of this subject.",
             "\n".join(_cost_lines(f)),
             "## Contamination", _contamination(f)]
+    overrides = sorted((config.policy.override if config else {}).items())
+    card += ["## Policy overrides", md_table(["rule", "reason"], [[r, why] for r, why in overrides]) + "\n\nJobs of "
+             f"this experiment may break these of the plan's locked rules ({config.source})." if overrides else
+             "None recorded in the experiment's [policy] (engine.policy)."]
 
     return "\n\n".join(card) + "\n", _appendix(f, experiment, table, list(zip(refs, ref_tables)), decisions)
 

@@ -10,6 +10,14 @@ the drop each axis tolerates. A missing file means the plan's defaults.
     [tolerance]           # pp per axis (default: each gate's own, 0.5 unless a gate says otherwise)
     en_knowledge = 0.5
 
+    [policy]              # the plan's locked rules (engine.policy), checked before any job launches
+    epochs_without_gates = 3              # this many epochs or more need [gates]
+    vendors = ["openai", "anthropic"]     # whose outputs may not teach, judge or replay
+    [policy.derived]                      # models or files made from a vendor's outputs
+    "my-distilled-judge" = "openai"
+    [policy.override]                     # rule = "why a person lets jobs break it" (listed on the card)
+    epochs_without_gates = "4-epoch ablation, gated by hand afterwards"
+
 score = Σ weight(axis) · mean gain(axis) − λ · max(0, worst general regression). Other tables in the file
 belong to other parts of the experiment and are left alone here.
 """
@@ -21,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.errors import SpecError
+from engine.policy import RULES, Policy
 from engine.vocab import AXIS_NAMES
 
 # The v2.1 plan: style gain + w_nlu · mean KLEJ gain − λ · max(0, worst general regression). The plan names no
@@ -34,6 +43,7 @@ class ExperimentConfig:
     weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     lam: float = DEFAULT_LAMBDA
     tolerance_pp: dict[str, float] = field(default_factory=dict)  # axis → pp; absent: the gates' own
+    policy: Policy = field(default_factory=Policy)
     source: str = ""  # the file it came from ("" for the defaults)
 
     def formula(self, lam: float | None = None) -> str:
@@ -75,4 +85,30 @@ def load_experiment_config(path: Path) -> ExperimentConfig:
         raise SpecError(f"{path}: [objective] has no setting {extra[0]!r} (known: lambda, weights)")
     weights = {**DEFAULT_WEIGHTS, **_per_axis(objective.get("weights", {}), "objective.weights", path)}
     lam = _number(objective["lambda"], "[objective] lambda", path) if "lambda" in objective else DEFAULT_LAMBDA
-    return ExperimentConfig(weights, lam, _per_axis(data.get("tolerance", {}), "tolerance", path), str(path))
+    return ExperimentConfig(weights, lam, _per_axis(data.get("tolerance", {}), "tolerance", path),
+                            _policy(data.get("policy", {}), path), str(path))
+
+
+def _strings(table, where: str, path: Path, keys=None) -> dict[str, str]:
+    if not isinstance(table, dict) or not all(isinstance(v, str) and v.strip() for v in table.values()):
+        raise SpecError(f"{path}: [{where}] must be a table of name = \"text\"")
+    unknown = [k for k in table if keys is not None and k not in keys]
+    if unknown:
+        raise SpecError(f"{path}: [{where}] {unknown[0]!r} is not a policy rule (known: {', '.join(keys)})")
+    return dict(table)
+
+
+def _policy(table, path: Path) -> Policy:
+    if not isinstance(table, dict):
+        raise SpecError(f"{path}: [policy] must be a table")
+    extra = sorted(set(table) - {"epochs_without_gates", "vendors", "derived", "override"})
+    if extra:
+        raise SpecError(f"{path}: [policy] has no setting {extra[0]!r} "
+                        "(known: epochs_without_gates, vendors, derived, override)")
+    vendors = table.get("vendors", list(Policy.vendors))
+    if not isinstance(vendors, list) or not all(isinstance(v, str) for v in vendors):
+        raise SpecError(f"{path}: [policy] vendors must be a list of names")
+    epochs = _number(table.get("epochs_without_gates", Policy.epochs_without_gates),
+                     "[policy] epochs_without_gates", path)
+    return Policy(epochs, tuple(v.lower() for v in vendors), _strings(table.get("derived", {}), "policy.derived", path),
+                  _strings(table.get("override", {}), "policy.override", path, tuple(RULES)))

@@ -59,13 +59,16 @@ def run(spec_path: str, box: str, detach: bool, experiment: str | None, quiet: b
     """Launch a job, follow it with a progress bar and ingest it live."""
     from engine.jobs import load_spec
     from slayer_console.commands.plan import check_fits
+    from slayer_console.launching import check_policy
 
     spec = load_spec(spec_path)
     cfg = settings()
     if not force:
         check_fits(cfg.home, spec_path, spec, box)
-    store = cfg.store()
     experiment = experiment or spec.experiment or "default"
+    for line in check_policy(cfg, spec, experiment, spec_path):
+        click.echo(line, err=True)
+    store = cfg.store()
     if box != "local":
         from remotes.launch import launch_on_box
 
