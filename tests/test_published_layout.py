@@ -107,15 +107,16 @@ def test_one_mapping_knows_both_layouts_and_names_what_has_no_counterpart(publis
 
 
 def test_streamed_reference_is_the_float32_model(published):
-    """export verification's HF side: block by block from the bf16 shards, yet exactly the float32 model."""
+    """export verification's HF side: block by block from the bf16 shards, probes in parts of a padded batch,
+    yet exactly the float32 model on each probe alone."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from engine.export.layered import probe_logits
 
     tok = AutoTokenizer.from_pretrained(published)
-    rows = [tok.encode(t, add_special_tokens=False) for t in TEXTS]
-    streamed = probe_logits(published, rows)
+    rows = [tok.encode(t, add_special_tokens=False) for t in TEXTS + [t[::-1] + " x" for t in TEXTS]]
+    streamed = probe_logits(published, rows)  # 8 rows: two parts of PROBES_AT_ONCE
     model = AutoModelForCausalLM.from_pretrained(published, dtype=torch.float32).eval()
     with torch.no_grad():
         for row, got in zip(rows, streamed):

@@ -9,8 +9,9 @@ dtype (its rows are cast to float32 afterwards), and the head multiplies in floa
 rows at a time. Stored names are found through
 engine.merge.layout, so a published Qwen3.5 checkpoint runs as its text model.
 
-All probes go through as one right-padded batch, so each weight is read once: the numbers are those of
-the float32 model on each probe alone (tests/test_published_layout.py compares them).
+All probes go through as one right-padded batch, so each weight is read once; inside a decoder layer they
+run PROBES_AT_ONCE at a time, so activations stay small next to the layer. The numbers are those of the
+float32 model on each probe alone (tests/test_published_layout.py compares them).
 """
 
 from __future__ import annotations
@@ -28,6 +29,38 @@ if TYPE_CHECKING:
     import torch
 
 HEAD_ROWS = 16384  # vocabulary rows of the output head multiplied in float32 at once
+PROBES_AT_ONCE = 4  # probes a decoder layer runs together
+
+
+def _rows(value, part: slice, n: int):
+    """`value` (an argument of a decoder layer) cut to the batch rows `part`: tensors whose first of ≥ 2
+    dimensions is the batch (hidden states, masks, positions, rotary tables), inside tuples and dicts too."""
+    import torch
+
+    if torch.is_tensor(value):
+        return value[part] if value.dim() >= 2 and value.shape[0] == n else value
+    if isinstance(value, (tuple, list)):
+        return type(value)(_rows(v, part, n) for v in value)
+    if isinstance(value, dict):
+        return {k: _rows(v, part, n) for k, v in value.items()}
+    return value
+
+
+def _in_parts(forward):
+    """A decoder layer's forward run PROBES_AT_ONCE batch rows at a time (rows are independent)."""
+    import torch
+
+    def run(hidden_states, *args, **kwargs):
+        n = hidden_states.shape[0]
+        if n <= PROBES_AT_ONCE:
+            return forward(hidden_states, *args, **kwargs)
+        outs = [forward(*_rows((hidden_states, *args), part, n), **_rows(kwargs, part, n))
+                for part in (slice(i, i + PROBES_AT_ONCE) for i in range(0, n, PROBES_AT_ONCE))]
+        if torch.is_tensor(outs[0]):
+            return torch.cat(outs)
+        return type(outs[0])(torch.cat(parts) if torch.is_tensor(parts[0]) else parts[0] for parts in zip(*outs))
+
+    return run
 
 
 def _set_param(module, name: str, tensor) -> None:
@@ -38,9 +71,9 @@ def _set_param(module, name: str, tensor) -> None:
     owner._parameters[attr] = torch.nn.Parameter(tensor, requires_grad=False)
 
 
-def _blocks(model) -> list[tuple[str, object]]:
-    """(name prefix, module) of every block loaded on its own: the decoder's children (each layer of a
-    ModuleList separately) that hold weights, then the output head."""
+def _blocks(model) -> list[tuple[str, object, bool]]:
+    """(name prefix, module, whether it is a decoder layer) of every block loaded on its own: the decoder's
+    children (each layer of a ModuleList separately) that hold weights, then the output head."""
     import torch
 
     names = {id(m): n for n, m in model.named_modules()}
@@ -49,11 +82,11 @@ def _blocks(model) -> list[tuple[str, object]]:
     blocks = []
     for child_name, child in decoder.named_children():
         if isinstance(child, torch.nn.ModuleList):
-            blocks += [(f"{prefix}{child_name}.{i}.", layer) for i, layer in enumerate(child)]
+            blocks += [(f"{prefix}{child_name}.{i}.", layer, True) for i, layer in enumerate(child)]
         elif any(True for _ in child.parameters()):
-            blocks.append((f"{prefix}{child_name}.", child))
+            blocks.append((f"{prefix}{child_name}.", child, False))
     head = model.get_output_embeddings()
-    blocks.append((names[id(head)] + ".", head))
+    blocks.append((names[id(head)] + ".", head, False))
     return blocks
 
 
@@ -85,10 +118,12 @@ class _Streamer:
         self.tied = {f"{names[id(head)]}.weight": f"{names[id(embed)]}.weight"} \
             if getattr(model.config, "tie_word_embeddings", False) else {}
         covered = set()
-        for prefix, block in _blocks(model):
+        for prefix, block, is_layer in _blocks(model):
             block.register_forward_pre_hook(lambda m, args, p=prefix: self.load(m, p))
             block.register_forward_hook(lambda m, args, out: self.release(m, out))
             covered |= {prefix + n for n, _ in block.named_parameters()}
+            if is_layer:
+                block.forward = _in_parts(block.forward)
             if id(block) not in self.keep_dtype:
                 for linear in block.modules():
                     if isinstance(linear, torch.nn.Linear):
