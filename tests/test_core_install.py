@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from sshd import engine_box, sshd, sshd_factory  # noqa: F401  (fixtures)
+from sshd import sshd, sshd_factory  # noqa: F401  (fixtures)
 from tui_pilot import campaign, campaign_db  # noqa: F401  (fixtures)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,15 +90,18 @@ def test_the_core_install_runs_follows_cancels_and_ingests_local_jobs(core_bin, 
     assert {r["id"] for r in laptop} >= {"copied-run"} and len(laptop) == 2
 
 
-def test_the_core_install_drives_a_box_over_ssh(core_bin, sshd, tmp_path):
+def test_the_core_install_bootstraps_and_drives_a_box_over_ssh(core_bin, sshd, tmp_path):
     home = tmp_path / "home"
     home.mkdir()
-    box = engine_box(sshd, "gb10", tmp_path / "wd")  # the box has the full install (this interpreter)
-    slayer(core_bin, home, "boxes", "add", "gb10", "--ssh", f"{box.user}@127.0.0.1:{sshd.port}", "--key", box.key,
-           "--workdir", box.workdir, "--python", box.python, "--env", f"PYTHONPATH={ROOT}", input="y\n")
+    user = sshd.box("gb10").user
+    slayer(core_bin, home, "boxes", "add", "gb10", "--ssh", f"{user}@127.0.0.1:{sshd.port}",
+           "--key", str(sshd.client_key), "--workdir", str(tmp_path / "wd"), input="y\n")
+    # the laptop builds this project's wheel and installs it with [ml] into a venv on the box, whose base
+    # python (this interpreter, seen through --system-site-packages) already has the ML stack
+    booted = slayer(core_bin, home, "boxes", "bootstrap", "gb10", "--base-python", sys.executable)
+    assert "wheel installed" in booted, booted
     report = json.loads(slayer(core_bin, home, "boxes", "check", "gb10", "--format", "json"))
-    assert report["torch"] and report["host_key"] == sshd.fingerprint
-    assert "configured python" in slayer(core_bin, home, "boxes", "bootstrap", "gb10")
+    assert report["torch"] and report["engine"] and report["host_key"] == sshd.fingerprint
     spec = tmp_path / "sleep.toml"
     spec.write_text('kind = "debug.sleep"\nsteps = 5\ninterval_s = 0.05\n')
     assert "succeeded" in slayer(core_bin, home, "run", str(spec), "--box", "gb10", "--quiet")
