@@ -10,7 +10,7 @@ if ! command -v apt-get >/dev/null; then
   exit 1
 fi
 need=()
-for pkg in openssh-server postgresql hunspell-pl tmux util-linux; do
+for pkg in openssh-server postgresql hunspell-pl tmux util-linux bubblewrap; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -28,6 +28,8 @@ except Exception:
 try:
     import engine
     print("engine=" + engine.__version__)
+    from engine.gates.sandbox import sandbox_mode
+    print("sandbox=" + sandbox_mode())
 except Exception:
     print("engine=")
 """
@@ -72,6 +74,7 @@ class BoxReport:
     torch: str = ""
     cuda: str = ""  # the CUDA version torch was built for ("" for a CPU build)
     engine: str = ""
+    sandbox: str = ""  # the code-execution sandbox code gates get there (engine.gates.sandbox.MODES)
     problem: str | None = None
     elapsed_s: float = 0.0
 
@@ -89,7 +92,8 @@ class BoxReport:
                 ("disk", f"{gib(self.disk_free_gib)} free in {self.workdir}"), ("gpus", gpus),
                 ("python", f"{self.python_version} {self.python}".strip() or "missing"),
                 ("torch", (self.torch + (f" (CUDA {self.cuda})" if self.cuda else "")) or "missing"),
-                ("engine", self.engine or "not installed (run `slayer boxes bootstrap`)")]
+                ("engine", self.engine or "not installed (run `slayer boxes bootstrap`)"),
+                ("code sandbox", self.sandbox or "unknown (no engine)")]
 
 
 def _int(text: str) -> int:
@@ -128,6 +132,7 @@ def parse_probe(box: Box, out: str) -> BoxReport:
         report.python_version = values.get("py.version", "")
         report.torch, report.engine = values.get("py.torch", ""), values.get("py.engine", "")
         report.cuda = values.get("py.cuda", "")
+        report.sandbox = values.get("py.sandbox", "")
     return report
 
 

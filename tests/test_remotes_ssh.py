@@ -24,6 +24,7 @@ from remotes.follow import follow_run
 from remotes.launch import cancel_remote, launch_remote
 from slayer_console.cli import cli
 from sshd import engine_box, register, sshd, sshd_factory  # noqa: F401  (fixtures)
+from engine.gates.sandbox import sandbox_mode
 from store import Store
 from store.ingest import cursor_of, ingest_run_dir
 from store.models import Metric
@@ -71,6 +72,7 @@ def test_add_check_bootstrap_run_survives_sshd_restart_then_attach(sshd, home, t
     assert report["os"] == "Linux" and report["arch"] and report["gpus"] == [] and report["engine"]
     assert report["python_version"] == ".".join(map(str, sys.version_info[:3])) and report["torch"]
     assert report["host_key"] == sshd.fingerprint and report["disk_free_gib"] > 0
+    assert report["sandbox"] == sandbox_mode()  # the box (this machine) says which sandbox code gates get
 
     booted = slayer(home, "boxes", "bootstrap", "b1")
     assert booted.exit_code == 0 and "configured python" in booted.output, booted.output

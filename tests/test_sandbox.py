@@ -141,3 +141,53 @@ def test_socket_to_localhost_fails_and_connects_nowhere(code):
 ])
 def test_killing_the_parent_fails_and_the_harness_survives(code):
     _fails_beside_a_passing_program(code)
+
+
+DRIVER = """import json, sys
+sys.path.insert(0, sys.argv[1])
+from sandbox import run_programs, sandbox_mode
+results = run_programs(json.loads(sys.argv[2]))
+print(json.dumps({"mode": sandbox_mode(), "passed": [r.passed for r in results]}))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not Path("/usr/bin/python3").exists(),
+                    reason="needs root (to become nobody) and a system python that nobody can run")
+def test_as_an_ordinary_user_the_hostile_programs_still_fail():
+    """The GB10 and rented boxes run jobs as an ordinary user: there bubblewrap is the barrier."""
+    import json
+    import shutil
+    import socket
+    import subprocess
+    import tempfile
+
+    import engine.gates.sandbox as sandbox
+
+    where = Path(tempfile.mkdtemp(prefix="slayer-unprivileged-", dir="/tmp"))
+    escape = Path("/tmp") / f"slayer-escape-{uuid.uuid4().hex}"
+    try:
+        where.chmod(0o755)
+        shutil.copy(sandbox.__file__, where / "sandbox.py")
+        (where / "drive.py").write_text(DRIVER)
+        with socket.create_server(("127.0.0.1", 0)) as server:
+            port = server.getsockname()[1]
+            hostile = [f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=2)\n",
+                       "import posix\nposix.kill(posix.getppid(), 9)\n",
+                       "import posix\nwhile True:\n    posix.fork()\n"]
+            if shutil.which("bwrap"):
+                hostile += [f"import _socket\ns = _socket.socket()\ns.settimeout(2)\ns.connect(('127.0.0.1', {port}))\n",
+                            f"open({str(escape)!r}, 'w').write('escaped')\n"]
+            runuser = shutil.which("runuser", path="/usr/sbin:/usr/bin:/sbin:/bin")
+            out = subprocess.run([runuser, "-u", "nobody", "--", "/usr/bin/python3", str(where / "drive.py"),
+                                  str(where), json.dumps([*hostile, MUST_PASS])],
+                                 capture_output=True, text=True, timeout=120, env={"PATH": "/usr/bin:/bin"})
+            server.setblocking(False)
+            with pytest.raises(BlockingIOError):
+                server.accept()
+        assert out.returncode == 0, out.stderr
+        report = json.loads(out.stdout)
+        assert report["mode"] == ("bwrap" if shutil.which("bwrap") else "none")
+        assert report["passed"] == [False] * len(hostile) + [True]
+        assert not escape.exists()
+    finally:
+        shutil.rmtree(where, ignore_errors=True)

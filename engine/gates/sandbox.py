@@ -3,7 +3,7 @@
 Each program runs in a fresh interpreter, in a new session, under rlimits, in its own temp dir, as
 `nobody`, in private mount/network/IPC/PID namespaces with every other mount read-only, and behind
 a guard that disables destructive os/shutil/subprocess/socket functions. Where bubblewrap (`bwrap`)
-runs, it builds the namespaces (user namespace included), as root or as an ordinary user, which is
+runs, it builds the namespaces, as root or as an ordinary user (then in a user namespace), which is
 how the GB10 and rented boxes run jobs; elsewhere the hand-built namespaces need root. How much
 applies depends on the machine: see `sandbox_mode()`. This file is also the child's entry point
 (run as a script), so it imports only the standard library.
@@ -63,7 +63,8 @@ def run_programs(codes, workers: int = 2, **limits) -> list[SandboxResult]:
 
 
 MODES = {
-    "bwrap": "bubblewrap: user, mount, network, IPC and PID namespaces, read-only root, nobody (root or not)",
+    "bwrap": "bubblewrap: mount, network, IPC and PID namespaces, read-only root; nobody as root, "
+             "a user namespace otherwise",
     "full": "root: nobody + mount/network/IPC/PID namespaces + read-only mounts",
     "user": "root without namespaces: nobody only, network blocked by the in-process guard alone",
     "none": "an ordinary user without bubblewrap: rlimits and the in-process guard only",
@@ -94,58 +95,47 @@ def _run(code, mode, timeout_s, memory_mb, cpu_s, max_procs) -> SandboxResult:
         uid, gid = _nobody() if separate else (os.getuid(), os.getgid())
         if separate:
             os.chown(workdir, uid, gid)
-        # bwrap adds its own init, our child and its supervisor to the program's processes.
+        # Without root, bwrap's init, our child and its supervisor run as the same user as the program.
+        extra = 3 if mode == "bwrap" and not separate else 0
         cfg = {"workdir": workdir, "namespaces": mode == "full", "uid": uid, "gid": gid,
                "cpu_s": cpu_s or math.ceil(timeout_s) + 1, "memory_mb": memory_mb,
-               "nproc": _count_processes(uid) + max_procs + (3 if mode == "bwrap" else 0)}
-        if mode != "bwrap":
-            return _execute(cfg, timeout_s, [], ())
-        fds = {path: os.open(path, os.O_PATH) for paths in _closed_python_dirs().values() for path in paths}
-        try:
-            return _execute(cfg, timeout_s, _bwrap(workdir, fds), tuple(fds.values()))
-        finally:
-            for fd in fds.values():
-                os.close(fd)
+               "nproc": _count_processes(uid) + max_procs + extra}
+        return _execute(cfg, timeout_s, _bwrap(workdir) if mode == "bwrap" else [])
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _bwrap(workdir: str, python_fds: dict[str, int]) -> list[str]:
-    """bubblewrap's command line: everything read-only but the program's dir, fresh /dev and /proc, every
-    namespace unshared, `nobody` inside its user namespace, gone with its parent. Started by root it runs as
-    `nobody` outside too (RLIMIT_NPROC never binds root), so the interpreter's directories under an
-    ancestor nobody cannot enter are bound from descriptors root opened (`python_fds`)."""
-    nobody = str(_nobody()[0]) if os.geteuid() == 0 else str(os.getuid())
+def _bwrap(workdir: str) -> list[str]:
+    """bubblewrap's command line: everything read-only but the program's dir, fresh /dev and /proc, private
+    mount, PID, network, IPC and UTS namespaces, gone with its parent. As root no user namespace: the
+    program drops to `nobody` itself (a user RLIMIT_NPROC binds, which root is not). As an ordinary user,
+    a user namespace too (that is what lets bwrap build the others without privileges)."""
     args = ["bwrap", "--ro-bind", "/", "/"]
-    for closed, paths in _closed_python_dirs().items():
-        args += ["--tmpfs", closed]
-        for path in paths:
-            args += ["--ro-bind-fd", str(python_fds[path]), path]
-    return args + ["--dev", "/dev", "--proc", "/proc", "--bind", workdir, workdir, "--chdir", workdir,
-                   "--unshare-all", "--unshare-user", "--uid", nobody, "--gid", nobody, "--die-with-parent",
-                   "--new-session", "--"]
+    if os.geteuid() == 0:  # Python may live where nobody cannot reach (pyenv under /root): as in _isolate
+        interpreter = [sys.prefix, sys.base_prefix, os.path.dirname(os.path.realpath(sys.executable))]
+        for closed, paths in _closed_python_dirs(interpreter).items():
+            args += ["--perms", "0755", "--tmpfs", closed]
+            for path in paths:  # the directories above each bound one must be enterable by nobody
+                for parent in reversed(Path(path).relative_to(closed).parents[:-1]):
+                    args += ["--perms", "0755", "--dir", str(Path(closed) / parent)]
+                args += ["--ro-bind", path, path]
+    args += ["--dev", "/dev", "--proc", "/proc", "--bind", workdir, workdir, "--chdir", workdir, "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
+            "--unshare-cgroup-try", "--die-with-parent", "--new-session"]
+    if os.geteuid() != 0:
+        args += ["--unshare-user", "--uid", str(os.getuid()), "--gid", str(os.getgid())]
+    return args + ["--"]
 
 
-def _drop_to(uid: int, gid: int):
-    def drop():
-        os.setgroups([])
-        os.setgid(gid)
-        os.setuid(uid)
-    return drop
-
-
-def _execute(cfg, timeout_s, wrapper: list[str], pass_fds: tuple[int, ...]) -> SandboxResult:
+def _execute(cfg, timeout_s, wrapper: list[str]) -> SandboxResult:
     workdir = cfg["workdir"]
     env = {"PATH": "/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8",
            "OMP_NUM_THREADS": "1"}
     with tempfile.TemporaryFile() as err:
         start = time.monotonic()
         try:
-            # The child's code goes on the command line: `nobody` may not be able to read this checkout.
-            drop = _drop_to(cfg["uid"], cfg["gid"]) if wrapper and os.geteuid() == 0 else None
-            proc = subprocess.Popen([*wrapper, sys.executable, "-I", "-c", _own_source(), json.dumps(cfg)],
-                                    cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                    stderr=err, start_new_session=True, pass_fds=pass_fds, preexec_fn=drop)
+            proc = subprocess.Popen([*wrapper, sys.executable, "-I", __file__, json.dumps(cfg)], cwd=workdir,
+                                    env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=err, start_new_session=True)
         except OSError as exc:
             return SandboxResult(False, "error", None, f"sandbox: cannot start: {exc}", 0.0)
         exited = _wait_unreaped(proc.pid, start + timeout_s)
@@ -158,6 +148,8 @@ def _execute(cfg, timeout_s, wrapper: list[str], pass_fds: tuple[int, ...]) -> S
         except ProcessLookupError:
             pass
         rc = proc.wait()
+        if wrapper:  # bwrap's PID namespace dies with it, but asynchronously: wait until it is empty
+            _reap_namespace(workdir, time.monotonic() + 5.0)
         elapsed = time.monotonic() - start
         err.seek(max(0, err.seek(0, os.SEEK_END) - 4000))
         tail = err.read().decode("utf-8", "replace")[-500:]
@@ -174,9 +166,25 @@ def _execute(cfg, timeout_s, wrapper: list[str], pass_fds: tuple[int, ...]) -> S
     return SandboxResult(status == "passed", status, rc, tail, elapsed)
 
 
-@cache
-def _own_source() -> str:
-    return Path(__file__).read_text(encoding="utf-8")
+def _reap_namespace(workdir: str, deadline: float) -> None:
+    """Kill what is left of a sandbox's processes (each one's command line names its unique workdir)."""
+    marker = workdir.encode()
+    while time.monotonic() < deadline:
+        left = []
+        for entry in os.scandir("/proc"):
+            try:
+                if entry.name.isdigit() and marker in Path(entry.path, "cmdline").read_bytes():
+                    left.append(int(entry.name))
+            except OSError:
+                pass
+        if not left:
+            return
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        time.sleep(0.02)
 
 
 def _wait_unreaped(pid: int, deadline: float) -> bool:
@@ -280,11 +288,10 @@ def _isolate(workdir: str, uid: int, gid: int, source: str) -> None:
     Path("program.py").write_text(source, encoding="utf-8")
 
 
-def _closed_python_dirs() -> dict[str, list[str]]:
-    """The interpreter's directories (its prefix, executable and sys.path) under an ancestor that others
-    cannot enter, by topmost such ancestor."""
-    own = [sys.prefix, sys.base_prefix, os.path.dirname(os.path.realpath(sys.executable)), *sys.path]
-    paths = {os.path.realpath(p) for p in own if p and os.path.isdir(p)}
+def _closed_python_dirs(extra: list[str] = ()) -> dict[str, list[str]]:
+    """sys.path directories (and `extra` ones) under an ancestor that others cannot enter, by topmost such
+    ancestor."""
+    paths = {os.path.realpath(p) for p in [*sys.path, *extra] if p and os.path.isdir(p)}
     closed: dict[str, list[str]] = {}
     for path in sorted(p for p in paths if not any(p.startswith(q + os.sep) for q in paths)):
         shut = [a for a in reversed(Path(path).parents) if not os.stat(a).st_mode & 0o001]

@@ -53,6 +53,9 @@ def gates(fmt: str, power: bool, tolerance: float, discordance: float, experimen
         print_table(None, ["gate", "axis", "scorer", "metric", "n", "dataset", "fixture (tests/demo only)"],
                     [[r["name"], r["axis"], r["scorer"], r["metric"], r["n"] or "all", r["dataset"],
                       r["fixture"] or ""] for r in rows])
+        from engine.gates.sandbox import sandbox_description
+
+        click.echo(f"code gates here run in the sandbox: {sandbox_description()}")
 
 
 def _power(specs, tolerance: float, discordance: float, experiment: str | None, fmt: str) -> None:
