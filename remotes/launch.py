@@ -1,15 +1,12 @@
-"""Start a job on an ssh box, detached: upload the spec, run `python -m engine run` in its own session
+"""Start a job on an ssh box (remotes.drivers.SSHDriver), detached: upload the spec, run `python -m engine run` in its own session
 (setsid + nohup, a pid file) so closing the SSH channel never touches it; cancel its process group."""
 
 from __future__ import annotations
 
-import asyncio
 import shlex
-import sys
 from dataclasses import dataclass
 
 from engine.jobs import JobSpec
-from engine.vocab import LOST
 from remotes.bootstrap import check_engine
 from remotes.boxes import BoxError, get_box
 from remotes.cost import box_price
@@ -42,8 +39,6 @@ async def launch_remote(home, store, box_name: str, spec: JobSpec, *, run_id: st
     """Upload `spec` (resolved) and start it detached on the box; the run is registered in the store
     before it starts, so nothing it writes can be missed."""
     box = get_box(home, box_name)
-    if box.kind == "local":
-        raise BoxError("the local box runs jobs through `slayer run` without --box")
     run_id = run_id or new_run_id(spec.kind.name)
     async with connect_box(box, home, confirm=confirm) as conn:
         await check_engine(conn, box)
@@ -73,74 +68,3 @@ async def cancel_remote(home, store, run_id: str, *, wait_s: float = 15.0) -> st
     if result.exit_status == 3:
         raise BoxError(f"run {run_id} is not running on box {box.name} (status {status})")
     return status
-
-
-# Entry points of `slayer run --box`, `slayer runs attach` and `slayer runs cancel` (cfg: the CLI settings).
-
-def _follow_with_bar(cfg, run_id: str, quiet: bool) -> str:
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from store.queries import get_run
-
-    store = cfg.store()
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  disable=quiet, console=Console(stderr=True)) as bar:
-        task = bar.add_task(run_id, total=None)
-
-        def on_ingest(_stats) -> None:
-            view = get_run(store, run_id)
-            if view.progress_total:
-                bar.update(task, completed=view.progress_done or 0, total=view.progress_total,
-                           description=f"{run_id} {view.status}")
-
-        return asyncio.run(follow_run(cfg.home, store, run_id, on_ingest=on_ingest,
-                                      on_state=lambda msg: bar.console.print(msg)))
-
-
-def _follow_and_finish(cfg, run_id: str, quiet: bool) -> int:
-    """Follow until the run ends, pull its results, print `RUN STATUS[: error]`; the exit code."""
-    from remotes.sync import sync_run
-    from store.queries import get_run
-
-    try:
-        status = _follow_with_bar(cfg, run_id, quiet)
-    except KeyboardInterrupt:
-        print(f"detached: {run_id} keeps running; `slayer runs attach {run_id}` follows it again, "
-              f"`slayer runs cancel {run_id}` stops it", file=sys.stderr)
-        return 130
-    try:
-        report = asyncio.run(sync_run(cfg.home, cfg.store(), run_id))
-        print(f"results in {report.local_dir}" + (f" ({len(report.held_back)} checkpoint/model files left on "
-              f"the box)" if report.held_back else ""), file=sys.stderr)
-    except BoxError as e:
-        print(f"warning: results not pulled: {e}", file=sys.stderr)
-    view = get_run(cfg.store(), run_id)
-    if status == LOST:
-        print(f"the job's process on box {view.box} ended without a final status; see log.txt and launch.log "
-              f"in {cfg.home / 'runs' / run_id}", file=sys.stderr)
-    print(f"{run_id} {status}" + (f": {view.error}" if view.error else ""))
-    return 0 if status == "succeeded" else 1
-
-
-def launch_on_box(cfg, box: str, spec_path, spec: JobSpec, experiment: str, *, detach: bool = False,
-                  quiet: bool = False) -> int:
-    """`slayer run JOB.toml --box NAME`: launch detached on the box, then follow (unless --detach)."""
-    spec.experiment = experiment
-    launched = asyncio.run(launch_remote(cfg.home, cfg.store(), box, spec))
-    if detach:
-        print(launched.run_id)
-        return 0
-    print(f"run {launched.run_id} ({spec.kind.name}, {spec_path}) on box {box} in {launched.run_dir}",
-          file=sys.stderr)
-    return _follow_and_finish(cfg, launched.run_id, quiet)
-
-
-def attach_on_box(cfg, view, *, quiet: bool = False) -> int:
-    """`slayer runs attach RUN` for a remote run: catch up from the store's offset, follow to the end."""
-    return _follow_and_finish(cfg, view.id, quiet)
-
-
-def cancel_on_box(cfg, view) -> None:
-    """`slayer runs cancel RUN` for a remote run."""
-    print(f"{view.id} {asyncio.run(cancel_remote(cfg.home, cfg.store(), view.id))}")

@@ -36,12 +36,9 @@ class Demo:
         return self.wait(self.launch(title, spec))
 
     def launch(self, title: str, spec: dict):
-        """Write the spec and start it as `slayer run` would; returns (title, step, launched run)."""
+        """Write the spec and start it as `slayer run` would; returns (title, step, run handle)."""
+        import asyncio
         import tomllib
-
-        from remotes.cost import run_price
-        from remotes.local import launch_local
-        from store.ingest import register_run
 
         self.step_no += 1
         click.secho(f"[{self.step_no}] {title}", bold=True)
@@ -49,24 +46,27 @@ class Demo:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(dumps_toml({**spec, "experiment": self.experiment}), encoding="utf-8")
         job = parse_spec(tomllib.loads(path.read_text()), str(path))
-        launched = launch_local(path, job, self.settings.runs_dir)
-        register_run(self.settings.store(), launched.run_id, kind=job.kind.name, name=job.name,
-                     experiment=self.experiment, run_dir=str(launched.run_dir), box="local", pid=launched.pid,
-                     **run_price(self.settings.home, "local"))
-        return title, self.step_no, launched
+        handle = asyncio.run(self.driver.launch(job, path, experiment=self.experiment))
+        return title, self.step_no, handle
+
+    @property
+    def driver(self):
+        from remotes.drivers import driver_for
+
+        return driver_for(self.settings.home, self.settings.store(), "local")
 
     def wait(self, started) -> Path:
-        from slayer_console.commands.runs import follow_local, last_log_line
+        from slayer_console.commands.runs import last_log_line
+        from slayer_console.progress import follow_with_bar
         from store.queries import get_run
 
-        title, step, launched = started
-        store = self.settings.store()
-        status = follow_local(store, launched.run_id, launched.run_dir, launched.pid)
+        title, step, handle = started
+        status = follow_with_bar(self.driver, handle.run_id)
+        run_dir = Path(handle.run_dir)
         if status != "succeeded":
-            error = get_run(store, launched.run_id).error or last_log_line(launched.run_dir)
-            raise WorkFailed(f"demo step {step} ({title}) {status}: {error} "
-                                       f"(log: {launched.run_dir / 'log.txt'})")
-        return launched.run_dir / "outputs"
+            error = get_run(self.settings.store(), handle.run_id).error or last_log_line(run_dir)
+            raise WorkFailed(f"demo step {step} ({title}) {status}: {error} (log: {run_dir / 'log.txt'})")
+        return run_dir / "outputs"
 
 
 def next_experiment(settings, name: str = "demo") -> str:

@@ -1,5 +1,5 @@
 """Launching a job from the console: validate the spec text, keep a copy under $SLAYER_HOME/jobs/, start it
-locally (remotes.local) or on an SSH box (remotes.launch), registered in the store before it runs."""
+through its box's driver (remotes.drivers), registered in the store before it runs."""
 
 from __future__ import annotations
 
@@ -47,29 +47,15 @@ def check_policy(settings, spec, experiment: str, source: str) -> list[str]:
     return [f"policy override: {v.rule} (field {v.field!r}): {policy.override[v.rule]}" for v in overridden]
 
 
-def launch_here(settings, store, request) -> str:
-    """Start the request on this machine; returns the run id."""
-    from remotes.cost import run_price
-    from remotes.local import launch_local
-    from store.ingest import register_run
-
-    path, spec = save_spec(settings.home, request.spec_text, request.source)
-    experiment = request.experiment or spec.experiment or "default"
-    check_policy(settings, spec, experiment, request.source)
-    launched = launch_local(path, spec, settings.runs_dir)
-    register_run(store, launched.run_id, kind=spec.kind.name, name=spec.name, experiment=experiment,
-                 run_dir=str(launched.run_dir), box="local", pid=launched.pid, **run_price(settings.home, "local"))
-    return launched.run_id
-
-
-async def launch_there(settings, store, request, confirm) -> str:
-    """Start the request detached on an SSH box (asking about an unknown host key); returns the run id."""
+async def launch(settings, store, request, confirm):
+    """Start the request on its box (asking about an unknown host key); returns (driver, run handle)."""
     import asyncio
 
-    from remotes.launch import launch_remote
+    from remotes.drivers import driver_for
 
-    _, spec = await asyncio.to_thread(save_spec, settings.home, request.spec_text, request.source)
-    spec.experiment = request.experiment or spec.experiment
-    await asyncio.to_thread(check_policy, settings, spec, spec.experiment or "default", request.source)
-    run = await launch_remote(settings.home, store, request.box, spec, confirm=confirm)
-    return run.run_id
+    path, spec = await asyncio.to_thread(save_spec, settings.home, request.spec_text, request.source)
+    experiment = request.experiment or spec.experiment or "default"
+    await asyncio.to_thread(check_policy, settings, spec, experiment, request.source)
+    driver = await asyncio.to_thread(driver_for, settings.home, store, request.box)
+    handle = await driver.launch(spec, path, experiment=experiment, confirm=confirm)
+    return driver, handle

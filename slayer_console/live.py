@@ -41,12 +41,19 @@ class Poller:
 
     def poll(self) -> PollResult:
         from engine.errors import SpecError
+        from remotes.boxes import BoxError
+        from remotes.drivers import driver_for
         from store.ingest import ingest_run_dir
         from store.overview import active_runs
 
-        problems, remote = [], []
+        problems, remote, local = [], [], {}
         for run_id, box, run_dir in active_runs(self.store):
-            if box != "local":
+            if box not in local:
+                try:
+                    local[box] = driver_for(self.home, self.store, box).local
+                except BoxError:
+                    local[box] = False  # following it says what is wrong with the box, once
+            if not local[box]:
                 remote.append(run_id)
                 continue
             if not run_dir or not (Path(run_dir) / "events.jsonl").is_file():

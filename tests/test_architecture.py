@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import time
 import tomllib
 from pathlib import Path
 
@@ -112,3 +113,58 @@ def test_a_screen_is_one_row_of_the_modes_table():
         assert SlayerApp.MODES[mode.name].MODE == mode.name
         assert keys[mode.key] == f"switch_mode('{mode.name}')"
         assert f"{mode.key} {mode.label}" in nav
+
+
+def test_a_transport_is_a_driver_class(tmp_path, home, monkeypatch):
+    """`slayer run` reaches a box only through its driver: swap the class for a box kind and the CLI uses it."""
+    from click.testing import CliRunner
+
+    from remotes import drivers
+    from slayer_console.cli import cli
+
+    calls = []
+
+    class Recording(drivers.LocalDriver):
+        async def launch(self, spec, spec_path, **kwargs):
+            handle = await super().launch(spec, spec_path, **kwargs)
+            calls.append(("launch", handle.box))
+            return handle
+
+        async def follow(self, run_id, **kwargs):
+            calls.append(("follow", run_id))
+            return await super().follow(run_id, **kwargs)
+
+    monkeypatch.setitem(drivers.DRIVERS, "local", Recording)
+    spec = tmp_path / "job.toml"
+    spec.write_text('kind = "debug.sleep"\nsteps = 2\ninterval_s = 0\n')
+    result = CliRunner().invoke(cli, ["run", str(spec), "--quiet"])
+    assert result.exit_code == 0, result.output
+    run_id = result.stdout.split()[0]
+    assert calls == [("launch", "local"), ("follow", run_id)]
+
+
+def test_the_local_driver_registers_before_the_job_starts_and_cancels(tmp_path, home):
+    import asyncio
+
+    from engine.errors import SpecError
+    from remotes.drivers import RunHandle, driver_for
+    from store import Store
+    from store.ingest import ingest_run_dir
+    from store.queries import get_run
+
+    store = Store.open(f"sqlite:///{home / 'slayer.db'}")
+    driver = driver_for(home, store, "local")
+    spec_path = tmp_path / "job.toml"
+    spec_path.write_text('kind = "debug.sleep"\nsteps = 200\ninterval_s = 0.05\n')
+    handle = asyncio.run(driver.launch(jobs.load_spec(spec_path), spec_path, experiment="arch"))
+    assert isinstance(handle, RunHandle)
+    row = get_run(store, handle.run_id)  # there before the job wrote anything
+    assert (row.box, row.experiment, row.pid) == ("local", "arch", handle.pid)
+    deadline = time.monotonic() + 60
+    while get_run(store, handle.run_id).status != "running" and time.monotonic() < deadline:
+        time.sleep(0.05)
+        if (Path(handle.run_dir) / "events.jsonl").exists():
+            ingest_run_dir(store, handle.run_dir)
+    assert asyncio.run(driver.cancel(handle.run_id)) == "cancelled"
+    with pytest.raises(SpecError, match="is not running"):
+        asyncio.run(driver.cancel(handle.run_id))

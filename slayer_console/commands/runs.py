@@ -2,50 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from pathlib import Path
 
 import click
 
-from engine.errors import NotFound, SpecError, UserError, WorkFailed
+from engine.errors import NotFound, UserError, WorkFailed
 from engine.vocab import LOST, TERMINAL
 from slayer_console.commands.common import FORMAT, print_json, print_table, settings
 
 
 def _fmt_ms(ms: int | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000)) if ms else ""
-
-
-def follow_local(store, run_id: str, run_dir: Path, pid: int | None, quiet: bool = False, poll_s: float = 0.2) -> str:
-    """Ingest RUN_DIR until the job ends, drawing a rich progress bar from its progress events."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from remotes.local import pid_alive
-    from store.ingest import ingest_run_dir
-    from store.queries import get_run
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  disable=quiet, transient=False, console=None) as bar:
-        task = bar.add_task(run_id, total=None)
-        while True:
-            alive = pid is not None and pid_alive(pid)
-            if (run_dir / "events.jsonl").exists():
-                ingest_run_dir(store, run_dir)
-            view = get_run(store, run_id)
-            if view.progress_total:
-                bar.update(task, completed=view.progress_done or 0, total=view.progress_total,
-                           description=f"{run_id} {view.status}")
-            if view.status in TERMINAL:
-                return view.status
-            if not alive and pid is not None:
-                # The process is gone without a final status (killed -9, or it died before its first
-                # event): one last pass, then say so.
-                if (run_dir / "events.jsonl").exists():
-                    ingest_run_dir(store, run_dir)
-                status = get_run(store, run_id).status
-                return status if status in TERMINAL else LOST
-            time.sleep(poll_s)
 
 
 @click.command()
@@ -58,6 +28,7 @@ def follow_local(store, run_id: str, run_dir: Path, pid: int | None, quiet: bool
 def run(spec_path: str, box: str, detach: bool, experiment: str | None, quiet: bool, force: bool) -> None:
     """Launch a job, follow it with a progress bar and ingest it live."""
     from engine.jobs import load_spec
+    from remotes.drivers import driver_for
     from slayer_console.commands.plan import check_fits
     from slayer_console.launching import check_policy
 
@@ -68,29 +39,39 @@ def run(spec_path: str, box: str, detach: bool, experiment: str | None, quiet: b
     experiment = experiment or spec.experiment or "default"
     for line in check_policy(cfg, spec, experiment, spec_path):
         click.echo(line, err=True)
-    store = cfg.store()
-    if box != "local":
-        from remotes.launch import launch_on_box
-
-        sys.exit(launch_on_box(cfg, box, spec_path, spec, experiment, detach=detach, quiet=quiet))
-    from remotes.cost import run_price
-    from remotes.local import cancel_local, launch_local
-    from store.ingest import register_run
-
-    launched = launch_local(spec_path, spec, cfg.runs_dir)
-    register_run(store, launched.run_id, kind=spec.kind.name, name=spec.name, experiment=experiment,
-                 run_dir=str(launched.run_dir), box="local", pid=launched.pid, **run_price(cfg.home, "local"))
+    driver = driver_for(cfg.home, cfg.store(), box)
+    handle = asyncio.run(driver.launch(spec, spec_path, experiment=experiment))
     if detach:
-        click.echo(launched.run_id)
+        click.echo(handle.run_id)
         return
-    click.echo(f"run {launched.run_id} ({spec.kind.name}) in {launched.run_dir}", err=True)
+    click.echo(f"run {handle.run_id} ({spec.kind.name}) on box {box} in {handle.run_dir}", err=True)
+    _follow_to_end(cfg, driver, handle.run_id, quiet)
+
+
+def _follow_to_end(cfg, driver, run_id: str, quiet: bool) -> None:
+    """Follow the run until it ends (Ctrl-C: a local job is cancelled, a remote one keeps running), bring its
+    results home, print `RUN STATUS[: error]`; WorkFailed unless it succeeded."""
+    from remotes.boxes import BoxError
+    from slayer_console.progress import follow_with_bar
+
     try:
-        status = follow_local(store, launched.run_id, launched.run_dir, launched.pid, quiet=quiet)
+        status = follow_with_bar(driver, run_id, quiet)
     except KeyboardInterrupt:
+        if not driver.interrupt_cancels:
+            click.echo(f"detached: {run_id} keeps running; `slayer runs attach {run_id}` follows it again, "
+                       f"`slayer runs cancel {run_id}` stops it", err=True)
+            sys.exit(130)
         click.echo("cancelling…", err=True)
-        cancel_local(launched.run_dir)
-        status = follow_local(store, launched.run_id, launched.run_dir, launched.pid, quiet=True)
-    _finish(store, launched.run_id, status)
+        status = asyncio.run(driver.cancel(run_id))
+    try:
+        report = asyncio.run(driver.sync(run_id))
+    except BoxError as e:
+        click.echo(f"warning: results not pulled: {e}", err=True)
+    else:
+        if report is not None:
+            click.echo(f"results in {report.local_dir}" + (f" ({len(report.held_back)} checkpoint/model files "
+                       f"left on the box)" if report.held_back else ""), err=True)
+    _finish(cfg.store(), run_id, status, cfg.runs_dir / run_id)
 
 
 def last_log_line(run_dir: Path) -> str:
@@ -102,14 +83,15 @@ def last_log_line(run_dir: Path) -> str:
     return lines[-1] if lines else ""
 
 
-def _finish(store, run_id: str, status: str) -> None:
+def _finish(store, run_id: str, status: str, local_dir: Path) -> None:
+    """`local_dir`: the run directory here (a remote run's synced copy), whose log says why a run was lost."""
     from store.queries import get_run
 
     view = get_run(store, run_id)
-    error = view.error or (last_log_line(Path(view.run_dir)) if status == LOST else "")
+    error = view.error or (last_log_line(local_dir) if status == LOST else "")
     click.echo(f"{run_id} {status}" + (f": {error}" if error else ""))
     if status != "succeeded":
-        if _bad_input(Path(view.run_dir)):
+        if _bad_input(local_dir):
             raise UserError(f"run {run_id} {status} on bad input")
         raise WorkFailed(f"run {run_id} {status}")
 
@@ -196,19 +178,12 @@ def cancel_cmd(run_id: str) -> None:
     """Ask a running job to stop; it records `cancelled`."""
     from store.queries import get_run
 
-    store = settings().store()
-    view = get_run(store, run_id)
-    if view.box != "local":
-        from remotes.launch import cancel_on_box
+    from remotes.drivers import driver_for
 
-        cancel_on_box(settings(), view)
-    else:
-        from remotes.local import cancel_local, read_pid
-
-        if not cancel_local(Path(view.run_dir)):
-            raise SpecError(f"{view.id} is not running (status {view.status})")
-        status = follow_local(store, view.id, Path(view.run_dir), read_pid(Path(view.run_dir)), quiet=True)
-        click.echo(f"{view.id} {status}")
+    cfg = settings()
+    view = get_run(cfg.store(), run_id)
+    status = asyncio.run(driver_for(cfg.home, cfg.store(), view.box).cancel(view.id))
+    click.echo(f"{view.id} {status}")
 
 
 @runs.command("attach")
@@ -218,16 +193,11 @@ def attach_cmd(run_id: str, quiet: bool) -> None:
     """Follow a run again (after a disconnect or a console restart) until it ends."""
     from store.queries import get_run
 
-    store = settings().store()
-    view = get_run(store, run_id)
-    if view.box != "local":
-        from remotes.launch import attach_on_box
+    from remotes.drivers import driver_for
 
-        sys.exit(attach_on_box(settings(), view, quiet=quiet))
-    from remotes.local import read_pid
-
-    status = follow_local(store, view.id, Path(view.run_dir), read_pid(Path(view.run_dir)), quiet=quiet)
-    _finish(store, view.id, status)
+    cfg = settings()
+    view = get_run(cfg.store(), run_id)
+    _follow_to_end(cfg, driver_for(cfg.home, cfg.store(), view.box), view.id, quiet)
 
 
 @click.command()

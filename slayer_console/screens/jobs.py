@@ -4,7 +4,6 @@ and the focused run's log tail."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from rich.text import Text
 from textual import on, work
@@ -21,15 +20,25 @@ from slayer_console.widgets.render import duration, progress_bar
 from slayer_console.widgets.vim_table import VimTable
 
 
-def shown_status(run) -> str:
-    """The stored status, or "lost" for a local run whose process is gone without a final status."""
-    from remotes.local import pid_alive, read_pid
-
-    if run.box == "local" and run.status in ACTIVE and run.run_dir:
-        pid = read_pid(Path(run.run_dir)) or run.pid
-        if pid is not None and not pid_alive(pid):
-            return LOST
+def shown_status(run, driver) -> str:
+    """The stored status, or "lost" for an active run whose process its box's driver sees gone."""
+    if run.status in ACTIVE and driver is not None and driver.alive(run) is False:
+        return LOST
     return run.status
+
+
+def drivers_of(settings, store, boxes) -> dict:
+    """Box name → its driver (remotes.drivers); None for a box no longer in boxes.toml."""
+    from remotes.boxes import BoxError
+    from remotes.drivers import driver_for
+
+    drivers = {}
+    for box in boxes:
+        try:
+            drivers[box] = driver_for(settings.home, store, box)
+        except BoxError:
+            drivers[box] = None
+    return drivers
 
 
 class JobsScreen(ModeScreen):
@@ -46,11 +55,13 @@ class JobsScreen(ModeScreen):
     class Loaded(Message):
         runs: list
         statuses: dict
+        drivers: dict  # box name → driver
 
     def __init__(self):
         super().__init__()
         self.runs: dict[str, object] = {}
         self.statuses: dict[str, str] = {}
+        self.drivers: dict[str, object] = {}
         self.pending_focus: str | None = None
 
     def body(self) -> ComposeResult:
@@ -76,13 +87,15 @@ class JobsScreen(ModeScreen):
     def load(self) -> None:
         from store.queries import list_runs
 
-        runs = list_runs(self.app.store(), limit=500)
-        self.post_message(self.Loaded(runs, {r.id: shown_status(r) for r in runs}))
+        store = self.app.store()
+        runs = list_runs(store, limit=500)
+        drivers = drivers_of(self.app.settings, store, {r.box for r in runs})
+        self.post_message(self.Loaded(runs, {r.id: shown_status(r, drivers[r.box]) for r in runs}, drivers))
 
     @on(Loaded)
     def _loaded(self, event: Loaded) -> None:
         self.runs = {r.id: r for r in event.runs}
-        self.statuses = event.statuses
+        self.statuses, self.drivers = event.statuses, event.drivers
         rows = []
         for r in event.runs:
             status = event.statuses[r.id]
@@ -113,10 +126,12 @@ class JobsScreen(ModeScreen):
     def _follow_log(self) -> None:
         run = self.current()
         log = self.query_one(LogTail)
+        driver = self.drivers.get(run.box) if run is not None else None
+        path = driver.log_path(run) if driver is not None else None
         if run is None or not run.run_dir:
             log.follow(None)
-        elif run.box == "local":
-            log.follow(Path(run.run_dir) / "log.txt", header=f"── {run.id} log.txt ──")
+        elif path is not None:
+            log.follow(path, header=f"── {run.id} log.txt ──")
         else:
             log.follow(None, header=f"── {run.id} runs on box {run.box}: its log stays there; "
                                     f"its events are followed live ──")
@@ -127,7 +142,8 @@ class JobsScreen(ModeScreen):
             run = self.current() if self.is_mounted else None
             if run is None or self.statuses.get(run.id) not in ACTIVE:
                 return None
-            return run.box != "local" or action == "cancel_run" or None
+            driver = self.drivers.get(run.box)
+            return (driver is not None and (not driver.local or action == "cancel_run")) or None
         if action == "open_deltas":
             run = self.current() if self.is_mounted else None
             return (run is not None and bool(run.experiment)) or None
@@ -142,16 +158,14 @@ class JobsScreen(ModeScreen):
     async def launch(self, request: LaunchRequest) -> None:
         import asyncio
 
-        from slayer_console.launching import launch_here, launch_there
+        from slayer_console.launching import launch
 
         store = await asyncio.to_thread(self.app.store)
-        if request.box == "local":
-            run_id = await asyncio.to_thread(launch_here, self.app.settings, store, request)
-        else:
-            run_id = await launch_there(self.app.settings, store, request, self.app.confirm_host_key)
-            self.app.follow_remote(run_id)
-        self.notify(f"launched {run_id} on {request.box}")
-        self.focus_run(run_id)
+        driver, handle = await launch(self.app.settings, store, request, self.app.confirm_host_key)
+        if not driver.local:  # local runs are ingested by the app's poll
+            self.app.follow_remote(handle.run_id)
+        self.notify(f"launched {handle.run_id} on {request.box}")
+        self.focus_run(handle.run_id)
         self.reload()
 
     def action_cancel_run(self) -> None:
@@ -163,19 +177,19 @@ class JobsScreen(ModeScreen):
     async def cancel(self, run) -> None:
         import asyncio
 
-        if run.box == "local":
-            from remotes.local import cancel_local
+        from engine.errors import SpecError
 
-            if not await asyncio.to_thread(cancel_local, Path(run.run_dir)):
-                self.notify(f"{run.id} is not running", severity="warning")
-                return
-            self.notify(f"cancelling {run.id}…")
-        else:
-            from remotes.launch import cancel_remote
-
-            self.notify(f"cancelling {run.id} on {run.box}…")
-            status = await cancel_remote(self.app.settings.home, self.app.store(), run.id)
-            self.notify(f"{run.id} {status}")
+        self.notify(f"cancelling {run.id} on {run.box}…")
+        driver = self.drivers.get(run.box)
+        if driver is None:
+            self.notify(f"box {run.box} is not in boxes.toml", severity="error")
+            return
+        try:
+            status = await driver.cancel(run.id)
+        except SpecError:
+            self.notify(f"{run.id} is not running", severity="warning")
+            return
+        self.notify(f"{run.id} {status}")
 
     def action_attach(self) -> None:
         run = self.current()
