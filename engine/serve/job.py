@@ -143,7 +143,7 @@ def _vllm(config: ServeConfig, ctx) -> None:
 
 
 @job_kind("serve", ServeConfig, "Serve a GGUF subject: a llama-swap config entry, a direct llama-server, or a "
-          "vLLM base + LoRA recipe", SERVE_EXAMPLE)
+          "vLLM base + LoRA recipe", SERVE_EXAMPLE, needs_ml=False)  # a server binary, no torch
 def run_serve(config: ServeConfig, ctx) -> None:
     from engine.serve.launch import check_gguf
 
@@ -155,7 +155,7 @@ def run_serve(config: ServeConfig, ctx) -> None:
 
 
 @job_kind("bench.serve", BenchServeConfig, "Serving latency and throughput (TTFT, decode tok/s, req/s at "
-          "concurrency 1/4/8) of GGUF subjects under identical server settings", BENCH_EXAMPLE)
+          "concurrency 1/4/8) of GGUF subjects under identical server settings", BENCH_EXAMPLE, needs_ml=False)
 def run_bench_serve(config: BenchServeConfig, ctx) -> None:
     from engine.serve.bench import check_reachable, load_prompts, measure
     from engine.serve.launch import PY_SERVER, check_gguf, free_port, resolve_binary, running_server
