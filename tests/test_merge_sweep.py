@@ -13,6 +13,7 @@ from engine.gates.backend import SubjectSpec  # noqa: E402
 from engine.jobs import parse_spec  # noqa: E402
 from engine.runner import run_job  # noqa: E402
 from engine.tiny.build import tiny_model_dir  # noqa: E402
+from engine.train.stack import write_meta  # noqa: E402
 from merge_fixtures import make_adapter  # noqa: E402
 
 PSC = str(Path(__file__).parent / "data" / "gates" / "psc.jsonl")
@@ -21,6 +22,7 @@ PSC = str(Path(__file__).parent / "data" / "gates" / "psc.jsonl")
 def test_sweep_gates_scale_and_ties_candidates(tmp_path):
     base = tiny_model_dir("qwen3", 0)
     adapter = make_adapter(base, tmp_path / "ckpt-7", dora=True, target_modules=["q_proj", "v_proj", "down_proj"])
+    write_meta(adapter, {"subject": "sft-replay-ckpt-7"})  # as training writes it: candidates take its name
     spec = parse_spec({
         "kind": "merge.sweep", "model": str(base), "adapter": str(adapter), "scales": [0.5], "gate_base": True,
         "variants": [{"method": "ties", "density": 0.5}, {"method": "dare_linear", "density": 0.5, "seed": 3}],
@@ -31,13 +33,14 @@ def test_sweep_gates_scale_and_ties_candidates(tmp_path):
     events = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()]
     results = [e for e in events if e["type"] == "gate_result"]
     subjects = [r["subject"] for r in results]
-    assert [s["name"] for s in subjects] == [base.name, "ckpt-7 x0.5", "ckpt-7 ties d0.5", "ckpt-7 dare_linear d0.5 seed 3"]
+    assert [s["name"] for s in subjects] == [base.name, "sft-replay-ckpt-7 ×0.5", "sft-replay-ckpt-7 ties d0.5",
+                                             "sft-replay-ckpt-7 dare_linear d0.5 seed 3"]
     assert [s["kind"] for s in subjects] == ["base", "merge", "merge", "merge"]
     assert all(r["gate"] == "polish_psc" and r["n"] == 6 for r in results)
     assert len({json.dumps(r["fingerprint"], sort_keys=True) for r in results}) == 1  # comparable with each other
 
     # the scale candidate is the subject a plain `gate` job on base + adapter × 0.5 would score
-    plain = SubjectSpec(name="ckpt-7 x0.5", kind="merge", model=str(base), adapter=str(adapter), scale=0.5)
+    plain = SubjectSpec(name="sft-replay-ckpt-7 ×0.5", kind="merge", model=str(base), adapter=str(adapter), scale=0.5)
     assert subjects[1]["id"] == plain.subject()["id"]
     # TIES / DARE candidates are recorded by recipe, not by where they were written
     ties = subjects[2]["recipe"]

@@ -68,23 +68,31 @@ class Candidate:
     merge: dict | None = None  # merge_model arguments when it is written to disk first
 
 
+def parent_name(adapter: str) -> str:
+    """The subject a candidate is made from, by the name its training gave it (`sft-replay-ckpt-30`), so
+    `sft-replay-ckpt-30 ×0.5` says which checkpoint it scales; the folder name for adapters from elsewhere."""
+    from engine.train.stack import read_meta
+
+    return (read_meta(adapter) or {}).get("subject") or Path(adapter).name
+
+
 def _candidates(config: MergeSweepConfig) -> list[Candidate]:
-    label = Path(config.adapter).name
+    label = parent_name(config.adapter)
     out: list[Candidate] = []
     if config.gate_base:
         out.append(Candidate(SubjectSpec(name=Path(config.model).name, kind="base", model=config.model), "base"))
     for s in config.scales:
-        spec = SubjectSpec(name=f"{label} x{s:g}", kind="merge", model=config.model, adapter=config.adapter, scale=s)
+        spec = SubjectSpec(name=f"{label} ×{s:g}", kind="merge", model=config.model, adapter=config.adapter, scale=s)
         out.append(Candidate(spec, f"scale-{s:g}",
                              {"method": "task_arithmetic", "scale": s} if config.materialize_scales else None))
     for v in config.variants:
         seed = f" seed {v.seed}" if v.method.startswith("dare") else ""
-        what = f"{v.method} d{v.density:g}{seed}" + (f" x{v.scale:g}" if v.scale != 1.0 else "")
+        what = f"{v.method} d{v.density:g}{seed}" + (f" ×{v.scale:g}" if v.scale != 1.0 else "")
         spec = RecordedSubject(name=f"{label} {what}", kind="merge", model=config.model)
         spec._recipe = {"model": config.model, "adapter": config.adapter, "scale": v.scale,
                         "merge": {"method": v.method, "density": v.density, "seed": v.seed}, "format": "hf",
                         "file": None}
-        out.append(Candidate(spec, what.replace(" ", "-"), {"method": v.method, "scale": v.scale,
+        out.append(Candidate(spec, what.replace(" ", "-").replace("×", "x"), {"method": v.method, "scale": v.scale,
                                                             "density": v.density, "seed": v.seed}))
     return out
 

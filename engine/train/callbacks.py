@@ -16,9 +16,19 @@ SKIPPED = {"epoch", "step", "total_flos", "num_tokens", "train_runtime", "train_
            "train_samples_per_second", "train_steps_per_second"}
 
 
+NEAR = 2  # steps: an epoch-end save this close to a step save would be the same subject twice
+
+
+def near_a_save(step: int, last_saved: int, save_steps: int, max_steps: int) -> bool:
+    """Whether an epoch ending at `step` is within NEAR steps of a step save already made (`last_saved`, 0 for
+    none) or due next (the next multiple of save_steps, or the final step, which is always saved)."""
+    due = min(max_steps, (step // save_steps + 1) * save_steps) if save_steps > 0 else max_steps
+    return (last_saved > 0 and step - last_saved <= NEAR) or 0 <= due - step <= NEAR
+
+
 def events_callback(ctx, on_checkpoint: Callable[[int, float, str], None]):
     """A TrainerCallback: loss / lr / grad_norm / tokens_per_s / gpu_mem (GiB, CUDA only) metrics, step progress,
-    a save at the end of every epoch, and `on_checkpoint(step, epoch, path)` after every save."""
+    a save at the end of every epoch (unless a step save is within NEAR steps of it), and `on_checkpoint(step, epoch, path)` after every save."""
     from transformers import TrainerCallback
 
     class EventsCallback(TrainerCallback):
@@ -35,7 +45,7 @@ def events_callback(ctx, on_checkpoint: Callable[[int, float, str], None]):
                 ctx.progress(state.global_step, state.max_steps, unit="steps", label=f"epoch {state.epoch:.2f}")
 
         def on_epoch_end(self, args, state, control, **kwargs):
-            if state.global_step != self.saved_step:
+            if not near_a_save(state.global_step, self.saved_step, state.save_steps, state.max_steps):
                 control.should_save = True
 
         def on_save(self, args, state, control, **kwargs):

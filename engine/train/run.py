@@ -143,6 +143,7 @@ class Checkpoints:
             stack.write_meta(path, {"training": self.plan.kind, "stack": list(self.plan.stack),
                                     "base_model": self.plan.base_model, "model": self.plan.model_path,
                                     "base_adapter": self.plan.base_adapter, "run": self.ctx.run_id, "step": step,
+                                    "subject": subject["name"],
                                     "adapter": self.summary, **self.extra_meta})
             self.ctx.checkpoint(step, path.resolve(), subject, epoch=epoch, adapter=self.summary,
                                 training=self.plan.kind, stack=list(self.plan.stack), **self.extra_meta)

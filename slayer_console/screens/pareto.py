@@ -9,7 +9,7 @@ from textual.containers import Horizontal
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
 
-from slayer_console.widgets.pareto_plot import ParetoPlot
+from slayer_console.widgets.pareto_plot import LEGEND, ParetoPlot
 
 
 class ParetoScreen(ModalScreen[None]):
@@ -31,7 +31,12 @@ class ParetoScreen(ModalScreen[None]):
     def frontier_text(self) -> Text:
         from store.deltas import pareto_frontier
 
-        text = Text("frontier", style="bold") + Text(" (gain / worst drop / score)\n")
+        text = Text()
+        for mark, colour, meaning in LEGEND:  # beside the plot: a legend inside it would cover points
+            text.append(mark, style=colour)
+            text.append(f" {meaning}  ")
+        text.append("\n\nfrontier", style="bold")
+        text.append(" (gain / worst drop / score)\n")
         for r in pareto_frontier(self.table):
             text.append("★ " if r.subject_id == self.best_id else "  ", style="bold yellow")
             text.append(f"{r.name}  {r.gain_pp or 0:+.1f} / {r.worst_regression_pp or 0:+.1f} / {r.score:.1f}\n")

@@ -23,6 +23,7 @@ from textual.strip import Strip
 
 from engine.vocab import DECISIONS, VERDICTS, axis_label
 from slayer_console.widgets.render import delta_label
+from slayer_console.widgets.shorten import distinct, middle
 
 SUBJECT_WIDTH = 18
 GATE_WIDTH = 6  # "+12.3✗"
@@ -30,6 +31,7 @@ PAD = 1  # blank cells on each side of a column
 SHORT_PREFIXES = ("polish_", "pl_", "en_")  # dropped from gate names in column heads: psc, dyk, …
 HEADER = 2  # lines: axis over gate
 FIXED = ("subject", "score", "mark")
+TAGS = {"base": " (base)", "reference": " (ref)"}  # after the subject's name
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,7 @@ def needed_width(gates: int) -> int:
 
 
 def fit(text: str, width: int) -> str:
-    return text[:width - 1] + "…" if len(text) > width else text.ljust(width)
+    return middle(text, width).ljust(width)
 
 
 class DeltaGrid(ScrollView, can_focus=True):
@@ -115,6 +117,7 @@ class DeltaGrid(ScrollView, can_focus=True):
         self.best_id: str | None = None
         self.order: list = []  # DeltaRows in display order
         self.columns: list[Column] = []
+        self.short_names: dict[str, str] = {}
         self._styles: dict[str, Style] = {}
         self._lines: LRUCache[tuple, Strip] = LRUCache(512)  # rows as drawn; cleared by show()
 
@@ -141,7 +144,11 @@ class DeltaGrid(ScrollView, can_focus=True):
             else:
                 cols.append(Column(f"g:{gate}", "" if axis in seen else label, short_gate(gate), GATE_WIDTH))
             seen.add(axis)
-        return cols
+        # gate and axis heads cut from the middle, never two alike (polemo2_in / polemo2_out)
+        tops = distinct([c.top for c in cols[len(FIXED):] if c.top], GATE_WIDTH)
+        bottoms = distinct([c.bottom for c in cols[len(FIXED):]], GATE_WIDTH)
+        return cols[:len(FIXED)] + [Column(c.key, tops.get(c.top, c.top), bottoms[c.bottom], c.width)
+                                     for c in cols[len(FIXED):]]
 
     def sorted_rows(self, table, view: GridView) -> list:
         rows = [r for r in table.rows if view.verdict is None or r.verdict in (view.verdict, "BASE")]
@@ -177,6 +184,7 @@ class DeltaGrid(ScrollView, can_focus=True):
         self.table, self.view, self.best_id = table, view, best_id
         self.order = self.sorted_rows(table, view)
         self.columns = self.columns_for(table, view)
+        self.short_names = self.subject_labels(self.order)
         keys = self.column_keys
         width = sum(c.width + 2 * PAD for c in self.columns)
         self.virtual_size = Size(width, HEADER + len(self.order))
@@ -185,6 +193,18 @@ class DeltaGrid(ScrollView, can_focus=True):
         self.cursor_col = keys.index(col_key) if col_key in keys else 0
         self._lines.clear()
         self.refresh()
+
+    @staticmethod
+    def subject_labels(rows) -> dict[str, str]:
+        """subject id → its name cut to the subject column from the middle, never two alike (the detail line
+        shows the full name), with its (base) / (ref) tag."""
+        tags = {r.subject_id: TAGS.get(r.kind, "") for r in rows}
+        out = {}
+        for tag in set(tags.values()):
+            tagged = [r for r in rows if tags[r.subject_id] == tag]
+            cut = distinct([r.name for r in tagged], SUBJECT_WIDTH - len(tag))
+            out.update({r.subject_id: cut[r.name] + tag for r in tagged})
+        return out
 
     def clear(self) -> None:
         self.table, self.order, self.columns = None, [], []
@@ -195,10 +215,7 @@ class DeltaGrid(ScrollView, can_focus=True):
     def label(self, row, key: str) -> tuple[str, str]:
         """(text, style name) of one cell."""
         if key == "subject":
-            tag = {"base": " (base)", "reference": " (ref)"}.get(row.kind, "")
-            room = SUBJECT_WIDTH - len(tag)
-            name = row.name if len(row.name) <= room else row.name[:room - 1] + "…"
-            return name + tag, "bold" if row.subject_id == self.best_id else ""
+            return self.short_names[row.subject_id], "bold" if row.subject_id == self.best_id else ""
         if key == "score":
             if row.score is None:
                 return "", ""

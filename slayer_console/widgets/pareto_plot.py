@@ -6,8 +6,12 @@ from __future__ import annotations
 from textual_plotext import PlotextPlot
 
 
+LEGEND = (("●", "cyan", "frontier"), ("•", "grey50", "dominated"), ("★", "yellow", "best under λ"))
+
+
 class ParetoPlot(PlotextPlot):
-    """Call `draw(table, best_id)` with a store.deltas.DeltaTable (already re-scored)."""
+    """Call `draw(table, best_id)` with a store.deltas.DeltaTable (already re-scored). No series carries a
+    label: plotext draws its legend inside the canvas, over points; the legend is beside the plot (LEGEND)."""
 
     def draw(self, table, best_id: str | None) -> None:
         from store.deltas import pareto_frontier
@@ -21,11 +25,11 @@ class ParetoPlot(PlotextPlot):
         others = [r for r in rows if r.subject_id not in front_ids]
         if others:
             plt.scatter([r.worst_regression_pp or 0.0 for r in others], [r.gain_pp or 0.0 for r in others],
-                        marker="dot", color="gray", label="dominated")
+                        marker="dot", color="gray")
         if front:
             ordered = sorted(front, key=lambda r: r.worst_regression_pp or 0.0)
             plt.plot([r.worst_regression_pp or 0.0 for r in ordered], [r.gain_pp or 0.0 for r in ordered],
-                     marker="braille", color="cyan", label="frontier")
+                     marker="braille", color="cyan")
             plt.scatter([r.worst_regression_pp or 0.0 for r in ordered], [r.gain_pp or 0.0 for r in ordered],
                         marker="●", color="cyan")
         for r in rows:
