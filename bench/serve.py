@@ -3,7 +3,8 @@
     python bench/serve.py [--gguf F16.gguf Q8_0.gguf | --layers 8 --hidden 512] [--max-tokens 64]
 
 Serves each GGUF file (default: a random 8-layer, 512-wide Qwen3 with the tiny model's tokenizer, converted to
-F16 and quantised to Q8_0; pass the demo's export with --gguf) with llama-cpp-python's server on 127.0.0.1 under identical settings and prints
+F16 and quantised to Q8_0; pass the demo's export with --gguf) with llama.cpp's llama-server (--binary PATH)
+or llama-cpp-python's server on 127.0.0.1 under identical settings (1 thread, 8 slots) and prints
 bench.serve's table (TTFT p50/p95, decode tok/s, output tok/s, req/s). Then, on the first file, the same
 requests go through bench.serve's client and through a bare httpx streaming loop (threads, one client each),
 alternating, and the output tokens/s of both are compared (goal: within 5 %).
@@ -57,12 +58,18 @@ def httpx_loop(url: str, model: str, prompts: list[str], max_tokens: int, concur
                 body = {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
                         "temperature": 0.0, "stream": True, "ignore_eos": True,
                         "min_tokens": max_tokens}
-                n = 0
-                with client.stream("POST", f"{url}/chat/completions", json=body) as r:
-                    for line in r.iter_lines():
-                        if line.startswith("data:") and line[5:].strip() != "[DONE]":
-                            n += any((c.get("delta") or {}).get("content") is not None
-                                     for c in json.loads(line[5:]).get("choices") or ())
+                for attempt in (0, 1):  # like the client: a keep-alive connection closed by the server, once
+                    n = 0
+                    try:
+                        with client.stream("POST", f"{url}/chat/completions", json=body) as r:
+                            for line in r.iter_lines():
+                                if line.startswith("data:") and line[5:].strip() != "[DONE]":
+                                    n += any((c.get("delta") or {}).get("content") is not None
+                                             for c in json.loads(line[5:]).get("choices") or ())
+                        break
+                    except httpx.RemoteProtocolError:
+                        if attempt:
+                            raise
                 with lock:
                     tokens[0] += n
 
@@ -78,6 +85,8 @@ def httpx_loop(url: str, model: str, prompts: list[str], max_tokens: int, concur
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--gguf", nargs="*", default=None)
+    parser.add_argument("--binary", default="llama_cpp.server",
+                        help="llama.cpp's llama-server (a path), or llama_cpp.server (llama-cpp-python's)")
     parser.add_argument("--layers", type=int, default=8)
     parser.add_argument("--hidden", type=int, default=512)
     parser.add_argument("--max-tokens", type=int, default=64)
@@ -93,9 +102,9 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-serve-"))
     files = [Path(f) for f in args.gguf] if args.gguf else model_files(tmp, args.layers, args.hidden)
-    settings = ServerSettings(binary="llama_cpp.server", ctx_size=1024, gpu_layers=0, threads=1)
+    settings = ServerSettings(binary=args.binary, ctx_size=8 * 512, gpu_layers=0, threads=1, parallel=8)
     prompts, _ = load_prompts(None)
-    print(f"{len(prompts)} prompts, {args.max_tokens} output tokens each, llama-cpp-python server, 1 thread")
+    print(f"{len(prompts)} prompts, {args.max_tokens} output tokens each, server {args.binary}, 1 thread, 8 slots")
     print(f"{'file':<22} {'c':>2} {'TTFT p50 ms':>11} {'p95 ms':>7} {'decode tok/s':>12} {'out tok/s':>9} {'req/s':>6}")
     overhead = []
     for i, f in enumerate(files):

@@ -426,7 +426,8 @@ def render_card_files(store: Store, experiment: str, subject: str | None = None,
     lineage_total = CostTotal.of(f.lineage)
     top = max(mine, key=lambda c: (c.concurrency, c.metrics.get("output_tok_s") or 0), default=None)
     summary.append(f"- Cost: training lineage {lineage_total.gpu_hours:.2f} GPU-hours"
-                   + (f", {_money(lineage_total.money)}" if lineage_total.money is not None else " (no box price)")
+                   + (f", {_money(lineage_total.money)}" if lineage_total.money is not None
+                      else " (no box price: set cost_per_hour, or watts and price_per_kwh, in boxes.toml)")
                    + (f"; serving {_money(top.per_million_tokens)} per 1M output tokens at concurrency "
                       f"{top.concurrency} on {top.box} ({top.subject})" if top and top.per_million_tokens is not None
                       else ""))

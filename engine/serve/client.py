@@ -58,10 +58,22 @@ class Endpoint:
             req.update(ignore_eos=True, min_tokens=max_tokens)
         return json.dumps(req).encode()
 
+    def _send(self, conn: http.client.HTTPConnection, body: bytes) -> tuple[float, http.client.HTTPResponse]:
+        """(when it was sent, the response); a keep-alive connection the server has closed meanwhile is
+        reopened once (the request never reached it, and the clock starts again)."""
+        for attempt in (0, 1):
+            try:
+                started = time.perf_counter()
+                conn.request("POST", self.path, body=body, headers=self.headers)
+                return started, conn.getresponse()
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                conn.close()
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
     def stream(self, conn: http.client.HTTPConnection, body: bytes, index: int) -> Timing:
-        started = time.perf_counter()
-        conn.request("POST", self.path, body=body, headers=self.headers)
-        resp = conn.getresponse()
+        started, resp = self._send(conn, body)
         if resp.status != 200:
             detail = resp.read()[:200].decode(errors="replace")
             raise RuntimeError(f"{self.host}:{self.port}{self.path} answered HTTP {resp.status}: {detail}")
