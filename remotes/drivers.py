@@ -110,6 +110,12 @@ class LocalDriver:
     def log_path(self, run) -> Path | None:
         return Path(run.run_dir) / "log.txt" if run.run_dir else None
 
+    def machine(self):
+        """This machine's memory and GPUs, for the planner (engine.plan)."""
+        from engine.plan import this_machine
+
+        return this_machine(str(self.home))
+
     async def sync(self, run_id: str):
         """Results are already here."""
         return None
@@ -157,6 +163,13 @@ class SSHDriver:
     def log_path(self, run) -> Path | None:
         """The log stays on the box (`slayer runs attach` syncs it)."""
         return None
+
+    def machine(self):
+        """The box as its last `slayer boxes check` recorded it, for the planner (engine.plan)."""
+        from engine.plan import machine_from_report
+        from remotes.check import load_report
+
+        return machine_from_report(load_report(self.home, self.box.name))
 
     async def sync(self, run_id: str):
         from remotes.sync import sync_run

@@ -10,16 +10,10 @@ from slayer_console.commands.common import FORMAT, print_json, settings
 
 
 def box_machine(home, box: str):
-    """This machine for `local`, else the box as its last `slayer boxes check` recorded it."""
-    from engine.plan import machine_from_report, this_machine
+    """The box's memory and GPUs as its driver knows them (an unknown box is its own error)."""
+    from remotes.drivers import driver_for
 
-    if box == "local":
-        return this_machine(str(home))
-    from remotes.boxes import get_box
-    from remotes.check import load_report
-
-    get_box(home, box)  # an unknown box is its own error
-    return machine_from_report(load_report(home, box))
+    return driver_for(home, None, box).machine()
 
 
 def plan_spec(home, spec, box: str):
