@@ -186,3 +186,39 @@ def test_served_subjects_are_benchmarked_into_the_store_with_their_serving_cost(
     tok_s = [float(r.split("|")[7]) for r in rows]
     assert all(abs(p - 1.8 / (t * 3600) * 1e6) <= 0.01 * p for p, t in zip(per_million, tok_s))
     store.close()
+
+
+def test_slayer_serve_prints_specs_for_the_shipped_gguf_and_refuses_a_subject_without_one(home, tmp_path):
+    """`slayer serve EXP` turns the store's export into serve / bench.serve specs that run as printed."""
+    import tomllib
+
+    from deltas_fixtures import gate_event, ingest_events, subject
+
+    from engine.jobs import parse_spec
+    from store import Store
+
+    ckpt, bare = subject("ckpt-8", "checkpoint", adapter="a/ckpt-8"), subject("ckpt-9", "checkpoint", adapter="a/9")
+    base = subject("base", "base")
+    store = Store.open(f"sqlite:///{home / 'slayer.db'}")
+    ingest_events(store, "gates", "ship", [gate_event(s, "g", "pl_style", [1, 0, 1]) for s in (base, ckpt, bare)])
+    ingest_events(store, "export", "ship", [
+        {"type": "artifact", "path": str(tmp_path / f"m-{q}.gguf"), "kind": "gguf", "sha256": "ab" * 32,
+         "bytes": 9, "quant": q, "source": {**ckpt["recipe"]}} for q in ("F16", "Q8_0")], kind="export.gguf",
+        run_dir=str(tmp_path))
+    store.close()
+    env = {**os.environ, "SLAYER_HOME": str(home), "PYTHONPATH": str(ROOT)}
+
+    def slayer(*args):
+        return subprocess.run([sys.executable, "-m", "slayer_console", *args], capture_output=True, text=True,
+                              env=env, cwd=ROOT, timeout=120)
+
+    served = slayer("serve", "ship", "--subject", "ckpt-8", "--config", str(tmp_path / "config.yaml"))
+    assert served.returncode == 0, served.stderr
+    spec = parse_spec(tomllib.loads(served.stdout), "serve")
+    assert spec.kind.name == "serve" and spec.config.subject.file == str(tmp_path / "m-Q8_0.gguf")
+    bench = parse_spec(tomllib.loads(slayer("serve", "ship", "--subject", "ckpt-8", "--quant", "F16",
+                                            "--bench").stdout), "bench")
+    assert [s.file for s in bench.config.subjects] == [str(tmp_path / "m-F16.gguf")]
+    missing = slayer("serve", "ship", "--subject", "ckpt-9")
+    assert missing.returncode == 2 and missing.stdout == "" and len(missing.stderr.strip().splitlines()) == 1
+    assert "'ckpt-9' has no exported GGUF file" in missing.stderr
