@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from engine.errors import SpecError
+from slayer_console.planning import check_fits
 
 
 def save_spec(home: Path, text: str, source: str):
@@ -56,6 +57,7 @@ async def launch(settings, store, request, confirm):
     path, spec = await asyncio.to_thread(save_spec, settings.home, request.spec_text, request.source)
     experiment = request.experiment or spec.experiment or "default"
     await asyncio.to_thread(check_policy, settings, spec, experiment, request.source)
+    await asyncio.to_thread(check_fits, settings.home, request.source, spec, request.box)
     driver = await asyncio.to_thread(driver_for, settings.home, store, request.box)
     handle = await driver.launch(spec, path, experiment=experiment, confirm=confirm)
     return driver, handle

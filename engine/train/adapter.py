@@ -75,13 +75,24 @@ def load_base(path: str, cfg: TrainJobConfig):
         if not sharded:  # FSDP places the shards itself
             kwargs["device_map"] = {"": local_rank()}
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    if cfg.quantization == "4bit" and not sharded:
-        # it upcasts the unquantised weights to float32, which FSDP (one dtype per flat shard) cannot mix
-        from peft import prepare_model_for_kbit_training
-
-        model = prepare_model_for_kbit_training(
-            model, use_gradient_checkpointing=cfg.training.gradient_checkpointing)
+    if cfg.quantization == "4bit":
+        prepare_quantized(model, cfg.training.gradient_checkpointing, upcast_norms=not sharded)
     return model
+
+
+def prepare_quantized(model, gradient_checkpointing: bool, upcast_norms: bool) -> None:
+    """QLoRA's preparation, without peft's blanket upcast (`prepare_model_for_kbit_training` turns every bf16
+    weight into float32: on Qwen3.5-27B that is the 2.5 B-parameter embeddings and head, +4.7 GiB, more than a
+    24 GB card can spare). The base is frozen; only the small 1-D weights (norms) go to float32 for stable
+    statistics (not under FSDP, which shards one dtype); training runs under bf16 autocast (`bf16=True`)."""
+    import torch
+
+    for param in model.parameters():
+        param.requires_grad = False
+        if upcast_norms and param.ndim == 1 and param.dtype == torch.bfloat16:
+            param.data = param.data.float()
+    if gradient_checkpointing:
+        model.enable_input_require_grads()  # checkpointed layers need an input that requires grad
 
 
 def _matches(name: str, pattern: str) -> bool:

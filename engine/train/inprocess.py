@@ -54,8 +54,11 @@ class InProcessGater:
             return
         was_training = self.model.training
         self.model.eval()
+        cuda = self.device.startswith("cuda")
         try:
-            with torch.random.fork_rng(devices=[self.device] if self.device.startswith("cuda") else []):
+            # the same bf16 autocast training runs under (a QLoRA model mixes float32 norms and bf16 weights)
+            with torch.random.fork_rng(devices=[self.device] if cuda else []), \
+                    torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and self.dtype == "bfloat16"):
                 for subject, table in todo:
                     self._score(step, subject, table)
         finally:

@@ -7,46 +7,7 @@ import sys
 import click
 
 from slayer_console.commands.common import FORMAT, print_json, settings
-
-
-def box_machine(home, box: str):
-    """The box's memory and GPUs as its driver knows them (an unknown box is its own error)."""
-    from remotes.drivers import driver_for
-
-    return driver_for(home, None, box).machine()
-
-
-def plan_spec(home, spec, box: str):
-    """The JobPlan of a parsed spec on `box`; None for kinds the planner does not size (they hold no model)."""
-    from engine.plan import plan_training
-    from engine.train.config import TrainJobConfig
-
-    if not isinstance(spec.config, TrainJobConfig):
-        return None
-    return plan_training(spec.config, box_machine(home, box))
-
-
-def check_fits(home, spec_path: str, spec, box: str) -> None:
-    """Before a launch: refuse (SpecError, one line) a job the plan says does not fit; a model whose shape cannot
-    be read here is launched unplanned, with a note."""
-    from engine.errors import SpecError
-    from engine.plan import NO_FIT, UnknownShape
-
-    try:
-        result = plan_spec(home, spec, box)
-    except UnknownShape as e:
-        click.echo(f"not planned: {e}", err=True)
-        return
-    if result is not None and result.verdict == NO_FIT:
-        raise SpecError(refusal(spec_path, box, result))
-
-
-def refusal(spec_path: str, box: str, plan) -> str:
-    """The one line `slayer run` prints when a job does not fit."""
-    why = "; ".join(plan.reasons) or f"needs {plan.need_gib:.1f} GiB per process, {plan.capacity_gib:.1f} GiB there"
-    fix = f"; cheapest change that fits: {plan.change}" if plan.change else ""
-    return f"{spec_path}: DOES NOT FIT on box {box}: {why}{fix} (see `slayer plan {spec_path} --box {box}`; " \
-           "--force runs it anyway)"
+from slayer_console.planning import plan_spec, refusal
 
 
 @click.command()

@@ -29,13 +29,13 @@ def run(spec_path: str, box: str, detach: bool, experiment: str | None, quiet: b
     """Launch a job, follow it with a progress bar and ingest it live."""
     from engine.jobs import load_spec
     from remotes.drivers import driver_for
-    from slayer_console.commands.plan import check_fits
     from slayer_console.launching import check_policy
+    from slayer_console.planning import check_fits
 
     spec = load_spec(spec_path)
     cfg = settings()
     if not force:
-        check_fits(cfg.home, spec_path, spec, box)
+        check_fits(cfg.home, spec_path, spec, box, note=lambda line: click.echo(line, err=True))
     experiment = experiment or spec.experiment or "default"
     for line in check_policy(cfg, spec, experiment, spec_path):
         click.echo(line, err=True)

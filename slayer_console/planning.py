@@ -1,0 +1,47 @@
+"""The memory plan of a job on a box, for `slayer plan`, `slayer run` and the console's launch dialog: the box as
+its last `slayer boxes check` recorded it (this machine for `local`), and the one-line refusal of a job that
+does not fit."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+
+def box_machine(home, box: str):
+    """The box's memory and GPUs as its driver knows them (an unknown box is its own error)."""
+    from remotes.drivers import driver_for
+
+    return driver_for(home, None, box).machine()
+
+
+def plan_spec(home, spec, box: str):
+    """The JobPlan of a parsed spec on `box`; None for kinds the planner does not size (they hold no model)."""
+    from engine.plan import plan_training
+    from engine.train.config import TrainJobConfig
+
+    if not isinstance(spec.config, TrainJobConfig):
+        return None
+    return plan_training(spec.config, box_machine(home, box))
+
+
+def refusal(source: str, box: str, plan) -> str:
+    """The one line a launch prints when a job does not fit."""
+    why = "; ".join(plan.reasons) or f"needs {plan.need_gib:.1f} GiB per process, {plan.capacity_gib:.1f} GiB there"
+    fix = f"; cheapest change that fits: {plan.change}" if plan.change else ""
+    return f"{source}: DOES NOT FIT on box {box}: {why}{fix} (see `slayer plan {source} --box {box}`; " \
+           "--force runs it anyway)"
+
+
+def check_fits(home, source: str, spec, box: str, note: Callable[[str], None] = lambda line: None) -> None:
+    """Before a launch: refuse (SpecError, one line) a job the plan says does not fit; a model whose shape cannot be
+    read here is launched unplanned, with a note."""
+    from engine.errors import SpecError
+    from engine.plan import NO_FIT, UnknownShape
+
+    try:
+        result = plan_spec(home, spec, box)
+    except UnknownShape as e:
+        note(f"not planned: {e}")
+        return
+    if result is not None and result.verdict == NO_FIT:
+        raise SpecError(refusal(source, box, result))
