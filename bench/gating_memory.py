@@ -4,8 +4,6 @@ style_pref, pl_grammar on their shipped fixtures: likelihood, generation, style 
 same training without gating. Goal: in_process ≤ 1.1×.
 
     python bench/gating_memory.py [--hidden 512] [--layers 6] [--limit 16]
-
-`fanout` adds nothing on the training box by construction (its gate jobs run on other boxes): not measured.
 """
 
 from __future__ import annotations

@@ -120,7 +120,7 @@ def train_memory(cfg, shape: ModelShape, machine: Machine, rows: int | None) -> 
     other = activation_bytes(shape, tokens, compute, not t.gradient_checkpointing)
     runtime = CUDA_CONTEXT if cuda else PYTHON_RUNTIME
     g = cfg.gates
-    gate_extra: dict[str, float] = {"fanout": 0.0}
+    gate_extra: dict[str, float] = {}
     if g:
         inference = gate_inference_bytes(shape, g.batch_size, compute)
         gate_extra["in_process"] = inference + n_adapter * 4

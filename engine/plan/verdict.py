@@ -72,11 +72,11 @@ def estimate_job(cfg, shape: ModelShape, machine: Machine) -> JobPlan:
     """The plan of a training job (TrainJobConfig) on `machine`."""
     memory = train_memory(cfg, shape, machine, _rows(cfg.data))
     capacity = machine.device_gib * GIB
-    default = "fanout"
+    default = "none"
     if cfg.gates:
         default = "process" if memory.need("process") <= TIGHT_ABOVE * capacity or not _in_process_allowed(cfg) \
             else "in_process"
-    mode = (cfg.gates.mode if cfg.gates.mode != "auto" else default) if cfg.gates else "fanout"
+    mode = (cfg.gates.mode if cfg.gates.mode != "auto" else default) if cfg.gates else "none"
     need = memory.need(mode)
     disk = sum(memory.disk.values())
     reasons = []

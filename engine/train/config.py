@@ -54,7 +54,7 @@ class TrainingSettings(JobConfig):
     gradient_checkpointing: bool = Field(True, description="recompute activations: less memory, ~20 % slower")
 
 
-GATING_MODES = ("auto", "in_process", "process", "fanout")
+GATING_MODES = ("auto", "in_process", "process")
 
 
 class CheckpointGating(GateSettings):
@@ -64,14 +64,13 @@ class CheckpointGating(GateSettings):
     mode: Literal[GATING_MODES] = Field(
         "auto", description="in_process: the training process scores each saved checkpoint with the model it holds "
                             "(no second copy; training pauses meanwhile); process: a gate job per checkpoint beside "
-                            "training (a second copy of the base); fanout: `slayer run` sends the gate jobs to "
-                            "fanout_boxes; auto: process when a second copy fits this machine, else in_process")
-    fanout_boxes: list[str] = Field(default_factory=list, description="fanout: the boxes that run the gate jobs")
+                            "training (a second copy of the base); auto: process when a second copy fits this "
+                            "machine, else in_process")
     quantization: Literal["none", "4bit"] = Field(
-        "none", description="process / fanout: 4bit loads the gated base in NF4 (CUDA); in_process scores the "
+        "none", description="process: 4bit loads the gated base in NF4 (CUDA); in_process scores the "
                             "model as training holds it")
     device_map: Literal["none", "auto"] = Field(
-        "none", description="process / fanout: auto spreads the gated model over every visible GPU (CUDA)")
+        "none", description="process: auto spreads the gated model over every visible GPU (CUDA)")
     device: str = Field("auto", description="auto (cuda when there is one), cpu, cuda or cuda:N")
     base: bool = Field(True, description="also score the base model once per experiment (with the first checkpoint; "
                                          "later runs reuse it), so every checkpoint has a delta row")
@@ -80,12 +79,6 @@ class CheckpointGating(GateSettings):
     max_parallel: int = Field(1, ge=1, description="gate jobs running at once; later checkpoints wait in line")
 
     empty_hint: ClassVar[str | None] = " (or drop the [gates] table)"
-
-    @model_validator(mode="after")
-    def _fanout_has_boxes(self):
-        if self.mode == "fanout" and not self.fanout_boxes:
-            raise ValueError('mode = "fanout" needs fanout_boxes = ["BOX", ...]')
-        return self
 
 
 class TrainJobConfig(JobConfig):

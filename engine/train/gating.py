@@ -1,6 +1,6 @@
 """Gate checkpoints while training goes on. This module: the mode (engine.plan picks `auto`), the base results
 kept once per experiment, and the `process` mode — one `gate` job per checkpoint, run as its own process
-(`in_process` lives in engine.train.inprocess; `fanout` is driven by the console, which holds the boxes).
+(`in_process` lives in engine.train.inprocess).
 
 Each gate job runs as `python -m engine run` in outputs/gates/ckpt-<step>/ (a run directory of its own);
 its gate_result events are copied into the training run's events, so the store sees them with the
@@ -228,7 +228,7 @@ def choose_mode(cfg, source: str) -> str:
     mode = cfg.gates.mode
     if mode == "in_process" and cfg.launcher == "accelerate" and cfg.distributed == "fsdp" and cfg.num_processes > 1:
         raise SpecError(f'{source}: [gates] mode = "in_process" cannot score a model FSDP shards over '
-                        f'{cfg.num_processes} processes; use mode = "process" or "fanout"')
+                        f'{cfg.num_processes} processes; use mode = "process"')
     if mode != "auto":
         return mode
     from engine.plan import estimate_job, model_shape, this_machine

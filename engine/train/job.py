@@ -42,10 +42,10 @@ gates = ["polish_psc"]        # or: suite = "core"
 limit = 8                     # first 8 items per gate: a quick look while training goes on
 base = true                   # score the base too (once per experiment), so each checkpoint gets a delta row
 mode = "in_process"           # score with the model training holds (no second copy; training pauses);
-                              # process: a gate job beside training; fanout: on fanout_boxes (slayer run);
+                              # process: a gate job beside training (a second copy of the base);
                               # auto: what `slayer plan` picks for the box (process when a second copy fits)
-quantization = "none"         # process/fanout: "4bit" loads the gated base in NF4 (CUDA)
-device_map = "none"           # process/fanout: "auto" spreads it over every GPU (CUDA)
+quantization = "none"         # process: "4bit" loads the gated base in NF4 (CUDA)
+device_map = "none"           # process: "auto" spreads it over every GPU (CUDA)
 device = "auto"
 max_parallel = 1
 

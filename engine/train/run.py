@@ -117,14 +117,9 @@ class Checkpoints:
             from engine.train.inprocess import InProcessGater
 
             self.gater = InProcessGater(cfg.gates, ctx, done, self._result, loading, dtype)
-        elif self.mode == "process":
-            self.gater = CheckpointGater(cfg.gates, ctx, self.name, done, plan.source, self._result)
         else:
-            self.base_pending = False
-            ctx.log(f"gating: fanout — `slayer run` sends each checkpoint's gate job to "
-                    f"{', '.join(cfg.gates.fanout_boxes)}")
-        if self.gater:
-            ctx.log(f"gating: {self.mode} ({dtype}{', ' + ', '.join(loading.values()) if loading else ''})")
+            self.gater = CheckpointGater(cfg.gates, ctx, self.name, done, plan.source, self._result)
+        ctx.log(f"gating: {self.mode} ({dtype}{', ' + ', '.join(loading.values()) if loading else ''})")
 
     def attach(self, model, tokenizer) -> None:
         """The model training holds, for in-process gating."""
