@@ -39,6 +39,12 @@ def require(what: str, *extras: str) -> None:
         raise SpecError(f"{what} needs {names}, which this install lacks: {install_hint(*needed)}")
 
 
+def require_for_job(spec) -> None:
+    """Refuse, in one line, a job whose kind needs the ML stack on an install without it."""
+    if spec.kind.ml_needed(spec.config):
+        require(f"job kind {spec.kind.name}", "ml")
+
+
 def extra_of(module: str | None) -> str | None:
     """The extra that brings `module` (a ModuleNotFoundError's name), if any."""
     top = (module or "").split(".")[0]

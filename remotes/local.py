@@ -28,10 +28,9 @@ def new_run_id(kind: str) -> str:
 
 def launch_local(spec_path: str | Path, spec: JobSpec, runs_dir: Path, run_id: str | None = None) -> LocalRun:
     """Start the job in its own session (it outlives this process and ignores our Ctrl-C)."""
-    if spec.kind.ml_needed(spec.config):  # say so now, not as a failed run a second later
-        from engine.extras import require
+    from engine.extras import require_for_job
 
-        require(f"job kind {spec.kind.name}", "ml")
+    require_for_job(spec)  # say so now, not as a failed run a second later
     run_id = run_id or new_run_id(spec.kind.name)
     run_dir = Path(runs_dir) / run_id
     run_dir.mkdir(parents=True, exist_ok=False)

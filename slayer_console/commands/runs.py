@@ -27,6 +27,7 @@ def _fmt_ms(ms: int | None) -> str:
 @click.option("--force", is_flag=True, help="launch even when `slayer plan` says the job does not fit the box")
 def run(spec_path: str, box: str, detach: bool, experiment: str | None, quiet: bool, force: bool) -> None:
     """Launch a job, follow it with a progress bar and ingest it live."""
+    from engine.extras import require_for_job
     from engine.jobs import load_spec
     from remotes.drivers import driver_for
     from slayer_console.launching import check_policy
@@ -34,6 +35,8 @@ def run(spec_path: str, box: str, detach: bool, experiment: str | None, quiet: b
 
     spec = load_spec(spec_path)
     cfg = settings()
+    if box == "local":  # before planning: a job this install cannot run here is refused in one line
+        require_for_job(spec)
     if not force:
         check_fits(cfg.home, spec_path, spec, box, note=lambda line: click.echo(line, err=True))
     experiment = experiment or spec.experiment or "default"
