@@ -144,48 +144,67 @@ def run_demo(settings, fast: bool = False, seed: int = 0) -> str:
                for i, label in enumerate(("no-replay", "replay"))]
     for run in started:
         demo.wait(run)
-    chosen = accept_best(demo)
+    parent = pareto_pick(demo, "deltas, verdicts and Pareto selection of the checkpoints")
     gate = {k: v for k, v in _gates(world).items() if k != "base"}
-    demo.run(f"merge-scale sweep of {chosen['name']}",
-             {"kind": "merge.sweep", "name": f"sweep-{chosen['name']}", "model": base, "adapter": chosen["adapter"],
+    demo.run(f"merge rescue: scale sweep{'' if fast else ' and TIES'} of {parent.name}",
+             {"kind": "merge.sweep", "name": "merge-sweep", "model": base, "adapter": parent.recipe["adapter"],
               "scales": [0.5] if fast else [0.3, 0.5, 0.7], "variants": [] if fast else
               [{"method": "ties", "density": 0.5, "scale": 1.0}], "gate": {**gate, "suite": ""}})
-    shipped = demo.run(f"GGUF export of {chosen['name']} with verification",
-                       {"kind": "export.gguf", "name": f"gguf-{chosen['name']}", "model": base,
-                        "adapter": chosen["adapter"], "scale": 1.0, "quants": ["Q8_0"], "verify": True,
-                        "file_stem": "slayer"})
+    chosen = accept_best(demo)
+    recipe = chosen.recipe  # the accepted candidate as it was gated: its scale or merge goes into the file
+    shipped = demo.run(f"GGUF export of {chosen.name} with verification",
+                       {"kind": "export.gguf", "name": "gguf-accepted", "model": base, "adapter": recipe["adapter"],
+                        "scale": recipe.get("scale") or 1.0, **({"merge": recipe["merge"]} if recipe.get("merge") else {}),
+                        "quants": ["Q8_0"], "verify": True, "file_stem": "slayer"})
     base_gguf = demo.run("GGUF export of the base, to serve beside it",
                          {"kind": "export.gguf", "name": "gguf-base", "model": base, "quants": ["Q8_0"],
                           "verify": False, "file_stem": "base"})
     demo.run("serving latency and throughput: shipped Q8_0 vs the base's, same llama-server settings",
              {"kind": "bench.serve", "name": "serve-bench", "concurrency": [1, 4], "max_tokens": 16, "warmup": 1,
               "server": {"binary": "llama_cpp.server", "ctx_size": 512, "gpu_layers": 0, "threads": 1},
-              "subjects": [{"name": f"{chosen['name']} Q8_0", "kind": "quant",
+              "subjects": [{"name": f"{chosen.name} Q8_0", "kind": "quant",
                             "file": str(shipped / "gguf" / "slayer-Q8_0.gguf")},
                            {"name": "base Q8_0", "kind": "base", "file": str(base_gguf / "gguf" / "base-Q8_0.gguf")}]})
     write_card(demo)
     return demo.experiment
 
 
-def accept_best(demo: Demo) -> dict:
-    """Deltas → Pareto selection → accept the best checkpoint, as an operator would (recorded as the demo)."""
-    from store.decisions import decide, find_subject
+@dataclass
+class Pick:
+    subject_id: str
+    name: str
+    verdict: str
+    recipe: dict
+
+
+def pareto_pick(demo: Demo, title: str) -> Pick:
+    """The Pareto-best subject under the experiment's objective: the best without a FAIL, else the best score."""
+    from store.decisions import find_subject
     from store.deltas import best, delta_table
 
     demo.step_no += 1
-    click.secho(f"[{demo.step_no}] deltas, verdicts and Pareto selection", bold=True)
+    click.secho(f"[{demo.step_no}] {title}", bold=True)
     store = demo.settings.store()
     config = demo.settings.experiment_config(demo.experiment)  # the v2.1 objective unless the home says otherwise
     table = delta_table(store, demo.experiment, tolerance_pp=DEMO_TOLERANCE_PP, config=config)
-    row = best(table) or max((r for r in table.rows if r.kind == "checkpoint"), key=lambda r: r.score or -1e9)
-    override = row.verdict == "FAIL"
-    reason = "demo: Pareto-best" + (" (override: every checkpoint has a significant regression)" if override else "")
-    decide(store, row.subject_id, "accept", reason, actor="slayer demo", override=override,
-           tolerance=DEMO_TOLERANCE_PP, experiment=demo.experiment)
-    click.echo(f"accepted {row.name}: score {row.score:.2f} = {config.formula(table.lam)}, verdict {row.verdict} — "
-               f"{reason}")
-    recipe = find_subject(store, row.subject_id, demo.experiment)[1].recipe
-    return {"name": row.name, "adapter": recipe["adapter"]}
+    scored = [r for r in table.rows if r.kind in ("checkpoint", "merge") and r.score is not None]
+    row = best(table) or max(scored, key=lambda r: r.score)
+    click.echo(f"Pareto-best {row.name}: score {row.score:.2f} = {config.formula(table.lam)}, verdict {row.verdict}")
+    return Pick(row.subject_id, row.name, row.verdict, find_subject(store, row.subject_id, demo.experiment)[1].recipe)
+
+
+def accept_best(demo: Demo) -> Pick:
+    """Checkpoints and merge candidates together → Pareto-best → accepted, as an operator would (recorded as the
+    demo). An override only when every candidate has a significant regression, and then it says so."""
+    from store.decisions import decide
+
+    pick = pareto_pick(demo, "deltas over checkpoints and merge candidates: Pareto selection and acceptance")
+    override = pick.verdict == "FAIL"
+    reason = "demo: Pareto-best" + (" (override: every candidate has a significant regression)" if override else "")
+    decide(demo.settings.store(), pick.subject_id, "accept", reason, actor="slayer demo", override=override,
+           tolerance=DEMO_TOLERANCE_PP, experiment=demo.experiment, config_for=demo.settings.experiment_config)
+    click.echo(f"accepted {pick.name} — {reason}")
+    return pick
 
 
 def write_card(demo: Demo) -> Path:
@@ -200,18 +219,40 @@ def write_card(demo: Demo) -> Path:
     return path
 
 
-def story(settings, experiment: str) -> str:
-    """What the numbers say about replay: each adapter's worst drop on a general axis, and its verdicts there."""
+def outcome(settings, experiment: str) -> dict:
+    """The demo's claim, read from the store at the demo's tolerance: does the no-replay adapter FAIL a general
+    axis, and does the accepted candidate PASS every general axis with a style gain and a KLEJ gain?"""
     from engine.vocab import GENERAL_AXES
     from store.deltas import delta_table
 
-    table = delta_table(settings.store(), experiment, tolerance_pp=DEMO_TOLERANCE_PP)
-    lines = []
-    for label in ("no-replay", "replay"):
-        rows = [r for r in table.rows if r.kind == "checkpoint" and r.name.startswith(f"sft-{label}-")]
-        if rows:
-            worst = max(rows, key=lambda r: r.worst_regression_pp or 0.0)
-            general = sorted({c.verdict for r in rows for c in r.cells.values() if c.axis in GENERAL_AXES})
-            lines.append(f"{label:>9}: worst general drop {-(worst.worst_regression_pp or 0.0):+.1f} pp "
-                         f"({worst.name}); general-axis verdicts over its checkpoints: {', '.join(general)}")
-    return "\n".join(lines)
+    table = delta_table(settings.store(), experiment, tolerance_pp=DEMO_TOLERANCE_PP,
+                        config=settings.experiment_config(experiment))
+    no_replay = [r for r in table.rows if r.kind == "checkpoint" and r.name.startswith("sft-no-replay-")]
+    failed = sorted({a for r in no_replay for a, c in r.axes.items() if a in GENERAL_AXES and c.verdict == "FAIL"})
+    worst = max(no_replay, key=lambda r: r.worst_regression_pp or 0.0, default=None)
+    pick = next((r for r in table.rows if r.decision == "accept"), None)
+    general = {a: c.verdict for a, c in (pick.axes if pick else {}).items() if a in GENERAL_AXES}
+    style, klej = (pick.axis_gains_pp.get("pl_style"), pick.axis_gains_pp.get("pl_nlu")) if pick else (None, None)
+    return {"no_replay_failed_axes": failed,
+            "no_replay_worst_drop_pp": -(worst.worst_regression_pp or 0.0) if worst else None,
+            "pick": pick.name if pick else None, "pick_verdict": pick.verdict if pick else None,
+            "pick_general": general, "pick_worst_drop_pp": -(pick.worst_regression_pp or 0.0) if pick else None,
+            "style_gain_pp": style, "klej_gain_pp": klej,
+            "shown": bool(failed) and bool(general) and set(general.values()) == {"PASS"}
+            and (style or 0) > 0 and (klej or 0) > 0}
+
+
+def story(settings, experiment: str) -> str:
+    """What the numbers say: the no-replay adapter's general-axis FAILs, the accepted candidate's general verdicts
+    and gains, and whether that is the plan's story (told as measured, whatever it says)."""
+    o = outcome(settings, experiment)
+    general = ", ".join(f"{a} {v}" for a, v in sorted(o["pick_general"].items())) or "none"
+    gains = " ".join(f"{k} {'—' if o[f'{k}_gain_pp'] is None else format(o[f'{k}_gain_pp'], '+.1f')} pp"
+                     for k in ("style", "klej"))
+    return (f"no-replay: general axes FAILed {', '.join(o['no_replay_failed_axes']) or 'none'} "
+            f"(worst drop {o['no_replay_worst_drop_pp'] or 0:+.1f} pp)\n"
+            f"accepted {o['pick']}: general axes {general} (worst drop {o['pick_worst_drop_pp'] or 0:+.1f} pp); "
+            f"gains {gains}\n"
+            + ("the protocol's pick PASSes every general axis with a style and a KLEJ gain" if o["shown"] else
+               f"not shown at tolerance {DEMO_TOLERANCE_PP:g} pp: the pick does not PASS every general axis with "
+               "both gains (numbers above)"))

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 from store import Store
-from store.decisions import decisions_for
+from slayer_console.context import Settings
+from slayer_console.demo import next_experiment, outcome
+from store.decisions import decisions_for, find_subject
 from store.deltas import delta_table
 from store.queries import list_experiments, list_runs
 
@@ -37,6 +41,19 @@ def test_demo_fast_runs_the_whole_campaign_into_the_store(tmp_path):
                if c.axis != "latency")
     [decision] = decisions_for(store, "demo")
     assert decision.verdict == "accept" and decision.reason.startswith("demo: Pareto-best")
+    # merge candidates carry their parent checkpoint's name; the accepted one is what was exported
+    merges = [r.name for r in table.rows if r.kind == "merge"]
+    assert merges and all(re.fullmatch(r"sft-(no-)?replay-ckpt-\d+ ×0\.5", n) for n in merges), merges
+    [export] = [r for r in runs if r.kind == "export.gguf" and r.name == "gguf-accepted"]
+    exported = tomllib.loads((Path(export.run_dir) / "job.toml").read_text())
+    accepted = find_subject(store, decision.subject_id, "demo")[1].recipe
+    assert (exported["adapter"], exported.get("scale", 1.0)) == (accepted["adapter"], accepted["scale"])
+    # the story at seed 0 (docs/demo.md): without replay a general axis FAILs; the protocol's pick FAILs none,
+    # so it is accepted without an override
+    told = outcome(Settings.create(str(home)), "demo")
+    assert told["no_replay_failed_axes"], told
+    assert told["pick"] == decision.name and "FAIL" not in told["pick_general"].values(), told
+    assert "override" not in decision.reason and told["style_gain_pp"] > 0, told
     card = (home / "demo" / "MODEL_CARD.md").read_text()
     assert card.startswith("---\n") and "model-index" in card and "Q8_0" in card
     body = card[card.index("\n---", 3) + 4:]
@@ -45,8 +62,5 @@ def test_demo_fast_runs_the_whole_campaign_into_the_store(tmp_path):
     assert "| base Q8_0 | base | 4 |" in serving and f"| {decision.name} Q8_0 | quant | 4 |" in serving
     assert "delta" in proc.stdout.lower() and "slayer --home" in proc.stdout
     # a second demo would go to a new experiment, never into this one
-    from slayer_console.context import Settings
-    from slayer_console.demo import next_experiment
-
     assert next_experiment(Settings.create(str(home))) == "demo-2"
     assert list_experiments(store) == ["demo"]
