@@ -127,11 +127,12 @@ def units(hidden, intermediate, layers, heads, kv_heads, head_dim, lin_k_heads, 
     layer = max(attn, linear) + 3 * hidden * intermediate
     adapter = layers * 4 * 16 * (8 * hidden + 3 * intermediate)  # rank-16 float32 A and B, every linear layer
     biggest = hidden * intermediate  # the largest adapted tensor
-    return {"merge": adapter + 4 * 4 * biggest,  # W, τ, W + λτ in float32, TIES' |τ| threshold / mask
+    return {"merge": adapter + 4 * 4 * biggest,  # W, τ, W + λτ in float32, TIES' |τ| copy and mask
             "stack": adapter + 4 * 4 * biggest,
-            # one decoder layer in float32 (+ its bf16 read), or the bf16 head + a float32 slice of rows;
-            # plus the logits of ~20 probes × 64 tokens kept for comparison
-            "verify": max(6 * layer, 2 * vocab * hidden + 4 * 16384 * hidden) + 4 * 20 * 64 * vocab}
+            # one decoder layer in bf16 + its largest linear layer in float32 + 4 probes' activations, or the
+            # bf16 head + a float32 slice of rows; plus the logits of the 16 shipped probes × 64 tokens
+            "verify": max(2 * layer + 4 * biggest + 4 * 4 * 64 * intermediate * 4,
+                          2 * vocab * hidden + 4 * 16384 * hidden) + 4 * 16 * 64 * vocab}
 
 
 def main() -> None:
