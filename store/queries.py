@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, select
 
 from engine.errors import NotFound, SpecError
-from store.models import Experiment, Run
+from store.models import Experiment, Metric, Run
 from store.store import Store
 
 
@@ -63,6 +63,24 @@ def get_run(store: Store, run_id: str) -> RunView:
     if len(rows) > 1:
         raise SpecError(f"{store.url}: run prefix {run_id!r} is ambiguous")
     return RunView(*rows[0])
+
+
+LIVE_METRICS = ("loss", "drift_kl")  # what a training run shows beside its progress: fit, and drift from the base
+
+
+def latest_metrics(store: Store, run_ids: list[str], keys=LIVE_METRICS) -> dict[str, dict[str, tuple[int, float]]]:
+    """run id → key → (step, value) of the last logged value of each key."""
+    if not run_ids:
+        return {}
+    last = (select(Metric.run_id, Metric.key, func.max(Metric.seq).label("seq"))
+            .where(Metric.run_id.in_(run_ids), Metric.key.in_(keys)).group_by(Metric.run_id, Metric.key).subquery())
+    query = select(Metric.run_id, Metric.key, Metric.step, Metric.value).join(
+        last, and_(Metric.run_id == last.c.run_id, Metric.seq == last.c.seq))
+    found: dict[str, dict[str, tuple[int, float]]] = {}
+    with store.engine.connect() as conn:
+        for run_id, key, step, value in conn.execute(query):
+            found.setdefault(run_id, {})[key] = (step, value)
+    return found
 
 
 def count_rows(store: Store, table) -> int:

@@ -52,6 +52,21 @@ class TrainingSettings(JobConfig):
     logging_steps: int = Field(10, ge=1, description="emit loss / lr / grad-norm metrics every N steps")
     seed: int = Field(0, description="seed of data order, dropout and adapter initialisation")
     gradient_checkpointing: bool = Field(True, description="recompute activations: less memory, ~20 % slower")
+    # The drift meter: forgetting between two gated checkpoints, as the mean KL(base ‖ adapted) of the next-token
+    # distributions over fixed probe prompts, the base being the same model with the adapter disabled.
+    drift_steps: int = Field(0, ge=0, description="measure drift every N optimiser steps (0: off): a drift_kl metric")
+    drift_probes: str = Field("assets:replay/prompts.jsonl",
+                              description="probe prompts: JSONL, a 'prompt' or 'messages' per line (default: the "
+                                          "replay prompts)")
+    drift_probe_count: int = Field(32, ge=1, description="the first N probes")
+    max_drift: float | None = Field(None, gt=0, description="when drift_kl passes this, save a checkpoint and stop "
+                                                            "(recorded as such)")
+
+    @model_validator(mode="after")
+    def _max_drift_needs_meter(self):
+        if self.max_drift is not None and not self.drift_steps:
+            raise ValueError("max_drift needs drift_steps > 0 (how often drift is measured)")
+        return self
 
 
 GATING_MODES = ("auto", "in_process", "process")
@@ -111,6 +126,10 @@ class TrainJobConfig(JobConfig):
 
 class SFTJobConfig(TrainJobConfig):
     """train.sft: chat JSONL, loss on the assistant turns only."""
+
+    kl_to_base: float = Field(0.0, ge=0, description="β: the loss adds β · KL(base ‖ adapted) over the assistant "
+                                                     "tokens, the base being this model with the adapter disabled "
+                                                     "(one extra forward without gradients); 0: plain SFT")
 
 
 class CPTJobConfig(TrainJobConfig):

@@ -36,6 +36,10 @@ save_steps = 2                # a checkpoint every 2 steps, and one at the end o
 logging_steps = 1
 seed = 0
 gradient_checkpointing = false
+drift_steps = 2               # every N steps: drift_kl, mean KL(base ‖ adapted) on the probe prompts (0: off)
+drift_probes = "assets:replay/prompts.jsonl"   # JSONL with a 'prompt' or 'messages' per line
+drift_probe_count = 32
+# max_drift = 0.5             # when drift_kl passes this: save a checkpoint and stop
 
 [gates]                       # gate every checkpoint as soon as it is saved (drop the table: no gating)
 gates = ["polish_psc"]        # or: suite = "core"
@@ -61,6 +65,7 @@ experiment = "slayer-v2"
 model = "tiny:qwen3"          # a local HF directory, a Hugging Face id, or tiny:qwen3 (the embedded tiny model)
 data = "assets:examples/chat.jsonl"   # {"messages": [{"role": "user", ...}, {"role": "assistant", ...}]} lines
                                       # (data.* jobs write them; assets: is a file shipped with slayer)
+kl_to_base = 0.0              # β > 0: the loss adds β·KL(base ‖ adapted) on the assistant tokens (anti-drift)
 ''' + COMMON
 
 CPT_EXAMPLE = '''# train.cpt: a knowledge adapter — next-token loss on plain text, with general replay against

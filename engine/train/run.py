@@ -88,9 +88,10 @@ def run_name(ctx) -> str:
     return _head(ctx).get("name") or ctx.run_id
 
 
-def checkpoint_subject(name: str, step: int, plan: Plan, path: Path) -> dict:
+def checkpoint_subject(name: str, step: int, plan: Plan, path: Path, training: dict | None = None) -> dict:
+    """`training`: objective settings that change what the adapter is (SFT's kl_to_base), part of its recipe."""
     recipe = {"model": plan.model_path, "adapter": str(path.resolve()), "scale": 1.0, "merge": None,
-              "format": "hf", "file": None}
+              "format": "hf", "file": None, **(training or {})}
     return make_subject(f"{name}-ckpt-{step}", "checkpoint", recipe)
 
 
@@ -101,6 +102,7 @@ class Checkpoints:
         from engine.train.gating import choose_mode, gate_loading
 
         self.cfg, self.ctx, self.plan, self.summary, self.extra_meta = cfg, ctx, plan, summary, extra_meta
+        self.stopped: dict = {}  # why training stopped early (the drift meter's max_drift), on the next checkpoint
         self.name = run_name(ctx)
         events = read_events(ctx.run_dir / "events.jsonl")
         self.emitted = {e["step"]: e for e in events if e["type"] == "checkpoint"}
@@ -133,15 +135,17 @@ class Checkpoints:
 
     def saved(self, step: int, epoch: float | None, path: str | Path) -> None:
         path = Path(path)
-        subject = checkpoint_subject(self.name, step, self.plan, path)
+        subject = checkpoint_subject(self.name, step, self.plan, path,
+                                     {k: v for k, v in self.extra_meta.items() if k == "kl_to_base"})
         if step not in self.emitted:
+            meta = {**self.extra_meta, **self.stopped}
             stack.write_meta(path, {"training": self.plan.kind, "stack": list(self.plan.stack),
                                     "base_model": self.plan.base_model, "model": self.plan.model_path,
                                     "base_adapter": self.plan.base_adapter, "run": self.ctx.run_id, "step": step,
                                     "subject": subject["name"],
-                                    "adapter": self.summary, **self.extra_meta})
+                                    "adapter": self.summary, **meta})
             self.ctx.checkpoint(step, path.resolve(), subject, epoch=epoch, adapter=self.summary,
-                                training=self.plan.kind, stack=list(self.plan.stack), **self.extra_meta)
+                                training=self.plan.kind, stack=list(self.plan.stack), **meta)
             self.emitted[step] = {"step": step, "subject": subject}
         self._gate(step, subject)
 
@@ -232,6 +236,12 @@ def train(kind: str, cfg: TrainJobConfig, ctx, plan: Plan, is_main: bool = True)
     trainer = builder.build_trainer(cfg, ctx, model, tok, peft_config, trainer_arguments(cfg, ctx),
                                     [events_callback(ctx, ckpts.saved)], plan.source)
     ckpts.attach(trainer.model, tok)
+    t = cfg.training
+    if t.drift_steps:
+        from engine.train.drift import DriftMeter, drift_callback, read_probes
+
+        meter = DriftMeter(tok, read_probes(t.drift_probes, t.drift_probe_count, plan.source))
+        trainer.add_callback(drift_callback(ctx, meter, t.drift_steps, t.max_drift, ckpts.stopped))
     if is_main:
         ctx.log(f"training {kind} on {trainer.args.world_size} process(es), device {trainer.args.device}, "
                 f"{len(trainer.train_dataset)} sequences, adapter {summary['method']} r={summary['rank']}")

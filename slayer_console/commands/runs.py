@@ -136,15 +136,19 @@ def runs(ctx: click.Context, experiment: str | None, limit: int, fmt: str) -> No
 @click.argument("run_id")
 @FORMAT
 def show_cmd(run_id: str, fmt: str) -> None:
-    """One run: status, error, progress, where it lives."""
-    from store.queries import get_run
+    """One run: status, error, progress, where it lives; a training run's last loss and drift from the base."""
+    from store.queries import get_run, latest_metrics
 
-    v = get_run(settings().store(), run_id)
+    store = settings().store()
+    v = get_run(store, run_id)
+    latest = latest_metrics(store, [v.id]).get(v.id, {})
     if fmt == "json":
-        print_json(v.as_dict())
+        print_json({**v.as_dict(), "latest": {k: {"step": s, "value": x} for k, (s, x) in latest.items()}})
         return
     for k, val in v.as_dict().items():
         click.echo(f"{k:15} {_fmt_ms(val) if k.endswith('_ms') else ('' if val is None else val)}")
+    for k, (step, value) in latest.items():
+        click.echo(f"{k:15} {value:.4g} (step {step})")
 
 
 @runs.command("logs")

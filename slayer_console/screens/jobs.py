@@ -41,6 +41,12 @@ def drivers_of(settings, store, boxes) -> dict:
     return drivers
 
 
+def fit(latest: dict) -> str:
+    """A training run's last loss and drift from the base (KL), side by side."""
+    shown = [f"{latest[k][1]:.3g}" if k in latest else "–" for k in ("loss", "drift_kl")]
+    return "" if not latest else " · ".join(shown)
+
+
 class JobsScreen(ModeScreen):
     MODE = "jobs"
     AUTO_FOCUS = "#runs"
@@ -56,6 +62,7 @@ class JobsScreen(ModeScreen):
         runs: list
         statuses: dict
         drivers: dict  # box name → driver
+        latest: dict  # run id → {"loss" | "drift_kl": (step, value)}
 
     def __init__(self):
         super().__init__()
@@ -77,6 +84,7 @@ class JobsScreen(ModeScreen):
         table.add_column("kind", key="kind")
         table.add_column("status", key="status")
         table.add_column("progress", key="progress", width=24)
+        table.add_column("loss · drift", key="fit")
         table.add_column("box", key="box")
         table.add_column("time", key="time")
 
@@ -85,12 +93,13 @@ class JobsScreen(ModeScreen):
 
     @work(thread=True, group="jobs", exclusive=True, exit_on_error=False)
     def load(self) -> None:
-        from store.queries import list_runs
+        from store.queries import latest_metrics, list_runs
 
         store = self.app.store()
         runs = list_runs(store, limit=500)
         drivers = drivers_of(self.app.settings, store, {r.box for r in runs})
-        self.post_message(self.Loaded(runs, {r.id: shown_status(r, drivers[r.box]) for r in runs}, drivers))
+        latest = latest_metrics(store, [r.id for r in runs if r.kind.startswith("train.")])
+        self.post_message(self.Loaded(runs, {r.id: shown_status(r, drivers[r.box]) for r in runs}, drivers, latest))
 
     @on(Loaded)
     def _loaded(self, event: Loaded) -> None:
@@ -100,7 +109,7 @@ class JobsScreen(ModeScreen):
         for r in event.runs:
             status = event.statuses[r.id]
             rows.append((r.id, [r.id, r.experiment or "", r.kind, Text(status, style=STATUS_STYLE.get(status, "")),
-                                progress_bar(r.progress_done, r.progress_total), r.box,
+                                progress_bar(r.progress_done, r.progress_total), fit(event.latest.get(r.id, {})), r.box,
                                 duration(r.started_ms, r.ended_ms)]))
         table = self.query_one("#runs", VimTable)
         table.replace_rows(rows)
