@@ -150,9 +150,12 @@ class Store:
             scripts = ScriptDirectory.from_config(_alembic_config(conn))
         return any(r.revision == revision for r in scripts.walk_revisions())
 
-    def backup(self, revision: str) -> Path | None:
-        """Copy an SQLite file aside before migrating it: slayer.db → slayer.db.bak-<revision>."""
+    def backup(self, revision: str) -> Path | str | None:
+        """Copy the store aside before migrating it: an SQLite file to slayer.db.bak-<revision>; on PostgreSQL
+        every table into the schema slayer_backup_<revision> of the same database (no pg_dump needed)."""
         database = self.engine.url.database
+        if self.engine.dialect.name == "postgresql":
+            return self._backup_schema(revision)
         if not self.is_sqlite or database in (None, "", ":memory:"):
             return None
         dst = Path(database).with_name(f"{Path(database).name}.bak-{revision}")
@@ -163,6 +166,16 @@ class Store:
             finally:
                 raw.close()
         return dst
+
+    def _backup_schema(self, revision: str) -> str:
+        schema = f"slayer_backup_{revision}"
+        with self.engine.begin() as conn:
+            if schema in inspect(conn).get_schema_names():
+                return schema
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+            for table in inspect(conn).get_table_names():
+                conn.execute(text(f'CREATE TABLE "{schema}"."{table}" AS TABLE public."{table}"'))
+        return schema
 
     def upgrade(self, revision: str = "head") -> None:
         from alembic import command
