@@ -12,6 +12,12 @@ default would autocast to bf16 even there). Tokens are the non-padding tokens tr
 counter, on in both). Two clocks: the whole run (load, tokenise, train, save), and the training loop alone
 (`trainer.train()`; for train.sft, from its "training …" log event, emitted just before `trainer.train()`,
 to the end-of-training metrics). The order alternates; median ratios are reported.
+
+    python bench/train_sft.py --anti-drift [--steps 20] [--repeats 3]
+
+compares train.sft with itself instead: plain, with the drift meter (every 10 steps, 32 replay probes) and with
+kl_to_base = 0.1 (one extra forward of the base per step), same run, rotating order; tokens/s of the training
+loop and the median slowdown of each against plain (goals: meter ≤ 5 % slower, KL ≤ 1.6× the time).
 """
 
 from __future__ import annotations
@@ -47,14 +53,15 @@ def common(a, out: Path) -> dict:
                 bf16=False)  # TRL's default turns bf16 autocast on even on CPU; train.sft trains float32 there
 
 
-def ours(a, model: str, data: Path, work: Path) -> tuple[int, float, float]:
+def ours(a, model: str, data: Path, work: Path, **extra) -> tuple[int, float, float]:
     from engine.jobs import parse_spec
     from engine.runner import run_job
 
     spec = parse_spec({"kind": "train.sft", "model": model, "data": str(data),
                        "adapter": {"method": "dora", "rank": 16, "use_rslora": True},
                        "training": {"max_steps": a.steps, "batch_size": a.batch, "save_steps": a.save_steps,
-                                    "logging_steps": 10, "gradient_checkpointing": False, "max_length": 512}},
+                                    "logging_steps": 10, "gradient_checkpointing": False, "max_length": 512,
+                                    **extra.pop("training", {})}, **extra},
                       "bench")
     run_dir = Path(tempfile.mkdtemp(dir=work, prefix="ours-"))
     start = time.perf_counter()
@@ -89,6 +96,27 @@ def bare(a, model: str, data: Path, work: Path) -> tuple[int, float, float]:
     return trainer.state.num_input_tokens_seen, end - start, end - begin
 
 
+ANTI_DRIFT = {"plain": {}, "drift meter": {"training": {"drift_steps": 10, "drift_probe_count": 32}},
+              "kl_to_base": {"kl_to_base": 0.1}}
+
+
+def anti_drift(a, model: str, data: Path, work: Path) -> None:
+    names = list(ANTI_DRIFT)
+    loops: dict[str, list[float]] = {n: [] for n in names}
+    tokens = {}
+    ours(a, model, data, work)  # warm-up
+    for r in range(a.repeats):
+        for name in names[r % 3:] + names[:r % 3]:
+            tokens[name], _, loop = ours(a, model, data, work, **json.loads(json.dumps(ANTI_DRIFT[name])))
+            loops[name].append(loop)
+    assert len(set(tokens.values())) == 1, tokens
+    print(f"anti-drift, {a.steps} steps × batch {a.batch}, {tokens['plain']} tokens per run, training-loop tok/s:")
+    for name in names:
+        ratio = statistics.median(x / p for x, p in zip(loops[name], loops["plain"]))
+        print(f"  {name:12} " + " ".join(f"{tokens[name] / x:7.0f}" for x in loops[name])
+              + f"   median time vs plain {ratio:.3f}×")
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--steps", type=int, default=12)
@@ -98,6 +126,7 @@ def main() -> None:
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier on a shared machine)")
+    p.add_argument("--anti-drift", action="store_true", help="train.sft plain vs drift meter vs kl_to_base")
     a = p.parse_args()
 
     import torch
@@ -112,6 +141,9 @@ def main() -> None:
         work = Path(tmp)
         data = work / "chat.jsonl"
         write_chats(data, a.steps * a.batch)
+        if a.anti_drift:
+            anti_drift(a, model, data, work)
+            return
         bare(a, model, data, work)  # warm-up: imports, first-touch allocations
         rows = []
         for r in range(a.repeats):
