@@ -116,7 +116,7 @@ def run_demo(settings, fast: bool = False, seed: int = 0) -> str:
     world = json.loads((world_out / "world" / "files.json").read_text())
     pre = demo.run("pre-train the base on general text (facts, arithmetic, code)",
                    {"kind": "demo.pretrain", "model": str(tiny / "model"), "text": world["pretrain"],
-                    "steps": 300, "seed": seed})
+                    "steps": 400, "seed": seed})
     base = str(pre / "model")
     tasks = {t: {"train": world[f"{t}_train"], "test": world[f"{t}_test"]} for t in ("psc", "dyk", "8tags", "polemo2_in")}
     klej = demo.run("KLEJ train splits as instructions, guarded against the test splits",

@@ -48,12 +48,13 @@ def test_demo_fast_runs_the_whole_campaign_into_the_store(tmp_path):
     exported = tomllib.loads((Path(export.run_dir) / "job.toml").read_text())
     accepted = find_subject(store, decision.subject_id, "demo")[1].recipe
     assert (exported["adapter"], exported.get("scale", 1.0)) == (accepted["adapter"], accepted["scale"])
-    # the story at seed 0 (docs/demo.md): without replay a general axis FAILs; the protocol's pick FAILs none,
-    # so it is accepted without an override
+    # the story at seed 0 (docs/demo.md): without replay a general axis FAILs; the protocol's pick PASSes every
+    # general axis with a style gain and a KLEJ gain, so it is accepted without an override
     told = outcome(Settings.create(str(home)), "demo")
     assert told["no_replay_failed_axes"], told
-    assert told["pick"] == decision.name and "FAIL" not in told["pick_general"].values(), told
-    assert "override" not in decision.reason and told["style_gain_pp"] > 0, told
+    assert told["pick"] == decision.name and set(told["pick_general"].values()) == {"PASS"}, told
+    assert told["style_gain_pp"] > 0 and told["klej_gain_pp"] > 0 and told["shown"], told
+    assert "override" not in decision.reason
     card = (home / "demo" / "MODEL_CARD.md").read_text()
     assert card.startswith("---\n") and "model-index" in card and "Q8_0" in card
     body = card[card.index("\n---", 3) + 4:]

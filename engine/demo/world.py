@@ -87,13 +87,19 @@ def general_facts() -> list[tuple[str, str, list[str], str]]:
 
 
 def arithmetic(rng: random.Random, count: int) -> list[tuple[str, str, list[str]]]:
+    """Single-digit sums and products (81 of each at most): enough math items that the pooled general axis
+    can see a drop of the demo's tolerance."""
     items, seen = [], set()
+    products = sorted({str(a * b) for a in range(1, 10) for b in range(1, 10)}, key=int)
     while len(items) < count:
-        a, b = rng.randint(1, 9), rng.randint(1, 9)
-        if (a, b) in seen:
+        op, a, b = rng.choice("+*"), rng.randint(1, 9), rng.randint(1, 9)
+        if (op, a, b) in seen:
             continue
-        seen.add((a, b))
-        items.append((f"What is {a} plus {b}?", str(a + b), [str(x) for x in range(2, 19)], f"Compute {a} + {b}."))
+        seen.add((op, a, b))
+        if op == "+":
+            items.append((f"What is {a} plus {b}?", str(a + b), [str(x) for x in range(2, 19)], f"Compute {a} + {b}."))
+        else:
+            items.append((f"What is {a} times {b}?", str(a * b), products, f"Compute {a} * {b}."))
     return items
 
 
@@ -166,7 +172,7 @@ def write_world(out: Path, seed: int = 0, n_test: int = 40, n_train: int = 160, 
     """Write every file of the demo world under `out`; returns {name: path}."""
     rng = random.Random(seed)
     out.mkdir(parents=True, exist_ok=True)
-    facts, sums = general_facts(), arithmetic(rng, 81)
+    facts, sums = general_facts(), arithmetic(rng, 162)
     files = {
         "pretrain": out / "general" / "pretrain.txt",
         "facts_test": _jsonl(out / "general" / "facts_test.jsonl", _arc_rows(facts, rng)),
@@ -174,7 +180,7 @@ def write_world(out: Path, seed: int = 0, n_test: int = 40, n_train: int = 160, 
         "general_sft": _jsonl(out / "general" / "general_sft.jsonl",
                               [{"prompt": f"Question: {other}", "response": a} for _, a, _, other in facts + sums]),
         "replay_prompts": _jsonl(out / "general" / "replay_prompts.jsonl",
-                                 [{"prompt": f"Question: {other}\nAnswer:", "skill": "math" if "+" in other else "en_knowledge"}
+                                 [{"prompt": f"Question: {other}\nAnswer:", "skill": "math" if other.startswith("Compute") else "en_knowledge"}
                                   for _, _, _, other in facts + sums]),
     }
     files["pretrain"].write_text("\n\n".join(pretraining_text(facts, sums, rng, pretrain_repeats)) + "\n",
