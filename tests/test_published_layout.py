@@ -222,8 +222,8 @@ def test_export_verify_gate_and_card_on_the_published_layout(published, chain, t
     store = Store.open(f"sqlite:///{tmp_path / 'slayer.db'}")
     for run_dir in (tmp / "sft", run, tmp_path / "gate"):
         ingest_run_dir(store, run_dir, experiment="pub")
-    card = render_card(store, "pub")
-    assert "Q8_0" in card and "polish_psc" in card
+    card = render_card(store, "pub", subject=q8["subject"]["id"])  # the card of the shipped Q8_0 file
+    assert "pub-Q8_0.gguf" in card and "polish_psc" in card
     store.close()
 
 
