@@ -1,6 +1,6 @@
 """Native likelihood scorer vs lm-eval's `hf` model: items/s, per-item agreement, tokens computed vs the minimum.
 
-    python bench/gates_likelihood.py [--items 96] [--models 64x2,256x8] [--repeat 3]
+    python bench/gates_likelihood.py [--items 96] [--models 64x2,320x8] [--repeat 3]
                                      [--native-batches 1,2,4,8] [--lm-eval-batches 4,8,16,32,64,auto]
 
 Same tiny model (engine.tiny), same items, same process, same thread count. Shapes: psc (long context,
@@ -183,7 +183,7 @@ def bench_model(hidden: int, layers: int, args, pool) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--items", type=int, default=96)
-    ap.add_argument("--models", default="64x2,256x8", help="hidden x layers, comma-separated")
+    ap.add_argument("--models", default="64x2,320x8", help="hidden x layers, comma-separated")
     ap.add_argument("--native-batches", default="1,2,4,8", help="native: items per forward")
     ap.add_argument("--lm-eval-batches", default="4,8,16,32,64,auto", help="lm-eval: requests per forward")
     ap.add_argument("--repeat", type=int, default=3)
