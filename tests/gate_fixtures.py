@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+from contextlib import contextmanager
 import tomllib
 import time
 import urllib.request
@@ -160,3 +161,19 @@ def match(text: str, category: str) -> dict:
     return {"message": "m", "shortMessage": "", "replacements": [], "offset": 0, "length": 1,
             "context": {"text": text[:40], "offset": 0, "length": 1}, "sentence": text[:40],
             "rule": {"id": f"FAKE_{category}", "description": "", "issueType": "grammar", "category": {"id": category}}}
+
+
+@contextmanager
+def counted_llama_server(n_ctx: int):
+    """llama-cpp-python's server on the tiny model behind a CountingProxy (skips where llama_cpp is missing)."""
+    import pytest
+
+    from llama_server import llama_server
+
+    pytest.importorskip("llama_cpp")
+    with llama_server(n_ctx=n_ctx) as url:
+        proxy = CountingProxy(url)
+        try:
+            yield proxy
+        finally:
+            proxy.close()

@@ -20,8 +20,8 @@ from engine.gates.run import resolve_gates
 from engine.gates.spec import GATES_DIR
 from engine.jobs import parse_spec
 from engine.runner import run_job
-from gate_fixtures import CountingProxy, Quiet, send, serve, short_gate
-from llama_server import llama_server, tiny_gguf
+from gate_fixtures import Quiet, counted_llama_server, send, serve, short_gate
+from llama_server import tiny_gguf
 
 DATA = Path(__file__).parent / "data" / "gates"
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,13 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def server():
-    pytest.importorskip("llama_cpp")
-    with llama_server(n_ctx=2048) as url:
-        proxy = CountingProxy(url)
-        try:
-            yield proxy
-        finally:
-            proxy.close()
+    with counted_llama_server(2048) as proxy:
+        yield proxy
 
 
 def scored(tmp_path, subject: SubjectSpec, gate: str, file: str, limit: int,

@@ -22,21 +22,15 @@ from engine.gates.judge_client import JudgeClient, JudgeError, JudgeSettings
 from engine.jobs import parse_spec
 from engine.runner import run_job
 from engine.tiny.build import tiny_model_dir
-from gate_fixtures import CountingProxy, short_gate
-from llama_server import llama_server
+from gate_fixtures import counted_llama_server, short_gate
 
 DATA = Path(__file__).resolve().parents[1] / "assets" / "gates" / "data"
 
 
 @pytest.fixture(scope="module")
 def judge():
-    pytest.importorskip("llama_cpp")
-    with llama_server(n_ctx=4096) as url:
-        proxy = CountingProxy(url)
-        try:
-            yield proxy
-        finally:
-            proxy.close()
+    with counted_llama_server(4096) as proxy:
+        yield proxy
 
 
 def gate_job(judge_url: str, cache: Path, gates: list[str], limit: int, **judge_settings):
