@@ -30,10 +30,10 @@ def save_spec(home: Path, text: str, source: str):
     return path, spec
 
 
-def check_policy(settings, spec, experiment: str, source: str) -> list[str]:
+def check_policy(settings, spec, experiment: str, source: str) -> list[dict]:
     """The experiment's policy (engine.policy) against the job, before it launches anywhere: a violation is one
-    SpecError line naming the rule and the field (exit 2); returns a line per rule the experiment overrides
-    that the job would break, to show and record."""
+    SpecError line naming the rule and the field (exit 2); returns each rule the experiment overrides that the
+    job breaks ({rule, field, reason}), to say aloud and to record on the run (`record_overrides`)."""
     from engine.policy import check
 
     policy = settings.experiment_config(experiment).policy
@@ -45,7 +45,19 @@ def check_policy(settings, spec, experiment: str, source: str) -> list[str]:
                         f"{settings.home / 'experiments' / (experiment + '.toml')} as [policy.override] "
                         f'{broken[0].rule} = "reason"')
     overridden = check(spec.kind.name, config, replace(policy, override={}))
-    return [f"policy override: {v.rule} (field {v.field!r}): {policy.override[v.rule]}" for v in overridden]
+    return [{"rule": v.rule, "field": v.field, "reason": policy.override[v.rule]} for v in overridden]
+
+
+def override_line(override: dict) -> str:
+    return f"policy override: {override['rule']} (field {override['field']!r}): {override['reason']}"
+
+
+def record_overrides(store, run_id: str, overrides: list[dict]) -> None:
+    """The overrides the run launched under, on its row in the store: `slayer runs show` lists them."""
+    from store.ingest import register_run
+
+    if overrides:
+        register_run(store, run_id, policy_overrides=overrides)
 
 
 async def launch(settings, store, request, confirm):
@@ -56,8 +68,9 @@ async def launch(settings, store, request, confirm):
 
     path, spec = await asyncio.to_thread(save_spec, settings.home, request.spec_text, request.source)
     experiment = request.experiment or spec.experiment or "default"
-    await asyncio.to_thread(check_policy, settings, spec, experiment, request.source)
+    overrides = await asyncio.to_thread(check_policy, settings, spec, experiment, request.source)
     await asyncio.to_thread(check_fits, settings.home, request.source, spec, request.box)
     driver = await asyncio.to_thread(driver_for, settings.home, store, request.box)
     handle = await driver.launch(spec, path, experiment=experiment, confirm=confirm)
+    await asyncio.to_thread(record_overrides, store, handle.run_id, overrides)
     return driver, handle

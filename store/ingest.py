@@ -54,8 +54,10 @@ def get_or_create_experiment(s: Session, name: str) -> Experiment:
 
 def register_run(store: Store, run_id: str, *, kind: str = "", name: str | None = None,
                  experiment: str | None = None, run_dir: str = "", box: str = "local", pid: int | None = None,
-                 price_per_hour: float | None = None, gpus: int | None = None) -> None:
-    """Create (or complete) the run's row before its first event is ingested; the box's price goes with it."""
+                 price_per_hour: float | None = None, gpus: int | None = None,
+                 policy_overrides: list[dict] | None = None) -> None:
+    """Create (or complete) the run's row before its first event is ingested; the box's price goes with it, and
+    the policy overrides it launched under."""
     with store.write() as s:
         run = s.get(Run, run_id)
         if run is None:
@@ -66,6 +68,7 @@ def register_run(store: Store, run_id: str, *, kind: str = "", name: str | None 
         run.pid = pid or run.pid
         run.price_per_hour = run.price_per_hour if price_per_hour is None else price_per_hour
         run.gpus = run.gpus if gpus is None else gpus
+        run.policy_overrides = run.policy_overrides if policy_overrides is None else policy_overrides
         if experiment and run.experiment_id is None:
             run.experiment_id = get_or_create_experiment(s, experiment).id
 

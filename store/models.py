@@ -46,6 +46,8 @@ class Run(SQLModel, table=True):
     # The box's price when the run was launched (remotes.cost) and its GPU count: cost = wall hours × price.
     price_per_hour: Optional[float] = Field(default=None, description="box price per hour at launch")
     gpus: Optional[int] = Field(default=None, description="GPUs of the box, for GPU-hours")
+    # The locked rules (engine.policy) this run broke under the experiment's [policy.override]: rule, field, reason.
+    policy_overrides: Optional[list[dict[str, str]]] = Field(default=None, sa_column=Column(JSON, nullable=True))
 
 
 class RunCursor(SQLModel, table=True):

@@ -28,13 +28,15 @@ class RunView:
     progress_done: float | None
     progress_total: float | None
     progress_unit: str | None
+    policy_overrides: list[dict] | None  # locked rules the run broke under a recorded override: rule, field, reason
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
 _COLUMNS = (Run.id, Experiment.name, Run.kind, Run.name, Run.status, Run.error, Run.box, Run.run_dir, Run.pid,
-            Run.created_ms, Run.started_ms, Run.ended_ms, Run.progress_done, Run.progress_total, Run.progress_unit)
+            Run.created_ms, Run.started_ms, Run.ended_ms, Run.progress_done, Run.progress_total, Run.progress_unit,
+            Run.policy_overrides)
 
 
 def _select_runs():

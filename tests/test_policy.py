@@ -1,5 +1,5 @@
 """The plan's locked rules as a policy: each rule names itself and the field; a recorded override lets a job through
-(and the card lists it); `slayer run` refuses before anything launches, exit 2."""
+(the card lists it, the run records it); `slayer run` refuses before anything launches, exit 2."""
 
 from __future__ import annotations
 
@@ -55,10 +55,19 @@ def test_slayer_run_refuses_before_launch_and_an_override_lets_it_through(home, 
     assert not (home / "runs").exists() or not any((home / "runs").iterdir())
     (home / "experiments").mkdir()
     (home / "experiments" / "pl.toml").write_text('[policy.override]\nepochs_without_gates = "4-epoch ablation"\n')
-    # Past the policy, the launch goes on to the (unknown) box: the override was applied and said aloud.
-    code, _, err = run_cli(["run", str(spec), "--force", "--box", "nowhere"], capsys)
-    assert "policy override: epochs_without_gates (field 'training.epochs'): 4-epoch ablation" in err
-    assert "nowhere" in err and code == 2
+    # The override lets the job launch, is said aloud, and is recorded on the run that proceeded under it.
+    code, out, err = run_cli(["run", str(spec), "--force", "--detach"], capsys)
+    line = "policy override: epochs_without_gates (field 'training.epochs'): 4-epoch ablation"
+    assert code == 0 and line in err
+    run_id = out.strip()
+    try:
+        code, shown, _ = run_cli(["runs", "show", run_id], capsys)
+        assert code == 0 and line in shown
+        code, shown, _ = run_cli(["runs", "show", run_id, "--format", "json"], capsys)
+        assert json.loads(shown)["policy_overrides"] == [
+            {"rule": "epochs_without_gates", "field": "training.epochs", "reason": "4-epoch ablation"}]
+    finally:
+        run_cli(["runs", "cancel", run_id], capsys)
     (home / "experiments" / "pl.toml").write_text('[policy.override]\nepochs_with_gates = "typo"\n')
     code, _, err = run_cli(["run", str(spec), "--force"], capsys)
     assert code == 2 and "pl.toml" in err and "'epochs_with_gates' is not a policy rule" in err

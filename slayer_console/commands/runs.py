@@ -30,7 +30,7 @@ def run(spec_path: str, box: str, detach: bool, experiment: str | None, quiet: b
     from engine.extras import require_for_job
     from engine.jobs import load_spec
     from remotes.drivers import driver_for
-    from slayer_console.launching import check_policy
+    from slayer_console.launching import check_policy, override_line, record_overrides
     from slayer_console.planning import check_fits
 
     spec = load_spec(spec_path)
@@ -40,10 +40,12 @@ def run(spec_path: str, box: str, detach: bool, experiment: str | None, quiet: b
     if not force:
         check_fits(cfg.home, spec_path, spec, box, note=lambda line: click.echo(line, err=True))
     experiment = experiment or spec.experiment or "default"
-    for line in check_policy(cfg, spec, experiment, spec_path):
-        click.echo(line, err=True)
+    overrides = check_policy(cfg, spec, experiment, spec_path)
+    for override in overrides:
+        click.echo(override_line(override), err=True)
     driver = driver_for(cfg.home, cfg.store(), box)
     handle = asyncio.run(driver.launch(spec, spec_path, experiment=experiment))
+    record_overrides(cfg.store(), handle.run_id, overrides)
     if detach:
         click.echo(handle.run_id)
         return
@@ -136,7 +138,9 @@ def runs(ctx: click.Context, experiment: str | None, limit: int, fmt: str) -> No
 @click.argument("run_id")
 @FORMAT
 def show_cmd(run_id: str, fmt: str) -> None:
-    """One run: status, error, progress, where it lives; a training run's last loss and drift from the base."""
+    """One run: status, error, progress, where it lives, the policy overrides it launched under; a training run's
+    last loss and drift from the base."""
+    from slayer_console.launching import override_line
     from store.queries import get_run, latest_metrics
 
     store = settings().store()
@@ -146,7 +150,10 @@ def show_cmd(run_id: str, fmt: str) -> None:
         print_json({**v.as_dict(), "latest": {k: {"step": s, "value": x} for k, (s, x) in latest.items()}})
         return
     for k, val in v.as_dict().items():
-        click.echo(f"{k:15} {_fmt_ms(val) if k.endswith('_ms') else ('' if val is None else val)}")
+        if k != "policy_overrides":
+            click.echo(f"{k:15} {_fmt_ms(val) if k.endswith('_ms') else ('' if val is None else val)}")
+    for override in v.policy_overrides or []:
+        click.echo(override_line(override))
     for k, (step, value) in latest.items():
         click.echo(f"{k:15} {value:.4g} (step {step})")
 
