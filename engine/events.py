@@ -49,7 +49,8 @@ class MetricEvent(_Body):
 
 
 class SubjectRecord(_Body):
-    """What was evaluated (engine.subjects): a stable id, a name, a kind and the recipe that builds it."""
+    """What was evaluated (engine.subjects.make_subject): a stable id, a name, a kind and the recipe that builds it
+    (`Recipe.as_dict()`; kept as the dict a job wrote, so a newer engine's recipe field stays readable)."""
 
     id: str
     name: Optional[str] = None

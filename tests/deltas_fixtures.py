@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import json
 
-from engine.subjects import make_subject
+from engine.subjects import Recipe, make_subject
 from store.ingest import ingest_bytes
 
 FP = {"dataset": "d0", "n": 0, "seed": 1, "template": "t0", "scorer": "v1", "backend": "hf", "dtype": "bf16",
       "batch": 8, "harness": "1"}
 
 
-def subject(name: str, kind: str, **recipe) -> dict:
-    return make_subject(name, kind, {"model": "tiny", "adapter": None, "scale": 1.0, "merge": None,
-                                     "format": "hf", "file": None, **{"tag": name, **recipe}})
+def subject(name: str, kind: str, adapter: str | None = None, **recipe) -> dict:
+    """The base is the model "tiny"; a reference is its own model, named like it; the others are adapters on
+    "tiny" (`ad/NAME` unless given), so subjects of different names are different subjects."""
+    if kind == "reference":
+        return make_subject(name, kind, Recipe.hf(name, adapter, **recipe))
+    return make_subject(name, kind, Recipe.hf("tiny", None if kind == "base" else adapter or f"ad/{name}", **recipe))
 
 
 def gate_event(subj: dict, gate: str, axis: str, outcomes: list, *, metric: str = "acc", value=None,

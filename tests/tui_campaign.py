@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from engine.subjects import make_subject
+from engine.subjects import Recipe, make_subject
 
 # gate → (axis, higher_is_better)
 GATES = {
@@ -46,8 +46,7 @@ def gate_event(subject: dict, gate: str, outcomes: list[float], axis: str | None
 
 
 def subject(name: str, kind: str, step: int | None = None) -> dict:
-    return make_subject(name, kind, {"model": "Qwen/Qwen3.5-27B", "adapter": None if kind == "base" else f"ad/{name}",
-                                     "scale": 1.0, "merge": None, "format": "hf", "file": None})
+    return make_subject(name, kind, Recipe.hf("Qwen/Qwen3.5-27B", None if kind == "base" else f"ad/{name}"))
 
 
 def ingest_events(store, run_id: str, events: list[dict], experiment: str, kind: str = "gate",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from engine.export.config import ExportConfig
 from engine.jobs import job_kind
-from engine.subjects import make_subject
+from engine.subjects import Recipe, make_subject
 
 EXAMPLE = '''# export.gguf: the chosen subject (base + adapter at a scale, or a TIES / DARE merge) as GGUF files.
 # Merged HF weights go to outputs/merged, GGUF files and verify.json to outputs/gguf. Every file is loaded
@@ -49,10 +49,9 @@ def _timed(timings: dict, key: str):
     timings[key] = round(time.perf_counter() - started, 3)
 
 
-def _recipe(config: ExportConfig) -> dict:
+def _recipe(config: ExportConfig) -> Recipe:
     """The recipe of the exported subject (base + adapter at a scale, or a merge), as the hf backend sees it."""
-    return {"model": config.model, "adapter": config.adapter, "scale": config.scale if config.adapter else 1.0,
-            "merge": config.merge.model_dump() if config.merge else None, "format": "hf", "file": None}
+    return Recipe.hf(config.model, config.adapter, config.scale, merge=config.merge)
 
 
 def _gguf_subject(name: str, kind: str, path: Path) -> dict:
@@ -128,7 +127,7 @@ def run_export(config: ExportConfig, ctx) -> None:
     def quant_file(quant: str) -> _File:
         path = out / f"{stem}-{quant}.gguf"
         return _File(path, quant, "gguf", source, _gguf_subject(f"{stem} {quant}", "quant", path),
-                     extra={"source": _recipe(config)})
+                     extra={"source": _recipe(config).as_dict()})
 
     files = [quant_file(outtype)]
     with _timed(timings, "convert_s"):
@@ -143,10 +142,8 @@ def run_export(config: ExportConfig, ctx) -> None:
     if config.lora_gguf:
         # llama.cpp applies the adapter at load time, so it is checked on a GGUF of the unmerged base
         base_file, _ = convert(base, out / f"{base.name}-base-{outtype}.gguf")
-        base_recipe = {"model": config.model, "adapter": None, "scale": 1.0, "merge": None, "format": "hf",
-                       "file": None}
         files.append(_File(base_file, outtype, "gguf", base, _gguf_subject(f"{base.name} {outtype}", "base", base_file),
-                           extra={"source": base_recipe}))
+                           extra={"source": Recipe.hf(config.model).as_dict()}))
         lora = export_lora(llama_dir, base, config.adapter, out / f"{stem}-lora-{outtype}.gguf", config.outtype)
         files.append(_File(lora, f"LORA-{outtype}", "gguf_lora", source,
                            llama_args={"lora_path": str(lora), "lora_scale": config.scale},

@@ -17,7 +17,7 @@ from pydantic import Field, model_validator
 from engine.errors import SpecError
 from engine.gates.endpoint import EndpointSettings
 from engine.jobs import JobConfig
-from engine.subjects import SUBJECT_KINDS, make_subject
+from engine.subjects import SUBJECT_KINDS, Recipe, make_subject
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
@@ -57,16 +57,17 @@ class SubjectSpec(JobConfig):
                              "export a merged GGUF for llama_cpp")
         return self
 
+    def recipe(self) -> Recipe:
+        """What is evaluated; loading settings (dtype, device_map …) are the fingerprint's, not the recipe's."""
+        if self.backend == "endpoint":
+            return Recipe.endpoint(self.endpoint.model or self.endpoint.url)
+        if self.backend == "llama_cpp":
+            return Recipe.gguf(self.file, self.model)
+        return Recipe.hf(self.model, self.adapter, self.scale)
+
     def subject(self) -> dict:
         """The subject record ({id, name, kind, recipe}); the id depends only on what is evaluated."""
-        if self.backend == "endpoint":
-            served = self.endpoint.model or self.endpoint.url
-            return make_subject(self.name, self.kind, {"model": served, "adapter": None, "scale": 1.0, "merge": None,
-                                                       "format": "endpoint", "file": None})
-        recipe = {"model": self.model or self.file, "adapter": self.adapter,
-                  "scale": self.scale if self.adapter else 1.0, "merge": None,
-                  "format": "gguf" if self.backend == "llama_cpp" else "hf", "file": self.file}
-        return make_subject(self.name, self.kind, recipe)
+        return make_subject(self.name, self.kind, self.recipe())
 
 
 def open_backend(spec: SubjectSpec, device: str = "cpu"):

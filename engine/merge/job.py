@@ -12,12 +12,12 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import PrivateAttr
+from pydantic import Field
 
 from engine.gates.backend import SubjectSpec
 from engine.jobs import job_kind
 from engine.merge.config import MergeSweepConfig
-from engine.subjects import make_subject
+from engine.subjects import Recipe
 
 EXAMPLE = '''# merge.sweep: candidates made from one adapter, each gated so it joins the delta / Pareto table.
 # Scale candidates: W + s·(W_adapted − W) (for DoRA the whole merged weight is interpolated, magnitude
@@ -55,10 +55,10 @@ batch_size = 8
 class RecordedSubject(SubjectSpec):
     """A candidate evaluated from wherever it was written, recorded under the recipe that made it."""
 
-    _recipe: dict = PrivateAttr(default_factory=dict)
+    recorded_as: Recipe = Field(description="the recipe that made it (base, adapter, λ, merge parameters)")
 
-    def subject(self) -> dict:
-        return make_subject(self.name, self.kind, self._recipe)
+    def recipe(self) -> Recipe:
+        return self.recorded_as
 
 
 @dataclass
@@ -88,10 +88,8 @@ def _candidates(config: MergeSweepConfig) -> list[Candidate]:
     for v in config.variants:
         seed = f" seed {v.seed}" if v.method.startswith("dare") else ""
         what = f"{v.method} d{v.density:g}{seed}" + (f" ×{v.scale:g}" if v.scale != 1.0 else "")
-        spec = RecordedSubject(name=f"{label} {what}", kind="merge", model=config.model)
-        spec._recipe = {"model": config.model, "adapter": config.adapter, "scale": v.scale,
-                        "merge": {"method": v.method, "density": v.density, "seed": v.seed}, "format": "hf",
-                        "file": None}
+        spec = RecordedSubject(name=f"{label} {what}", kind="merge", model=config.model,
+                               recorded_as=Recipe.hf(config.model, config.adapter, v.scale, merge=v))
         out.append(Candidate(spec, what.replace(" ", "-").replace("×", "x"), {"method": v.method, "scale": v.scale,
                                                             "density": v.density, "seed": v.seed}))
     return out
@@ -115,8 +113,7 @@ def run_sweep(config: MergeSweepConfig, ctx) -> None:
             merge_model(config.model, adapter, path, **c.merge,
                         on_shard=lambda done, total, shard: ctx.progress(done, total, "shards", f"merging {c.folder}"))
             # evaluated from the written folder, recorded under the candidate's own recipe
-            spec = RecordedSubject(name=spec.name, kind=spec.kind, model=str(path))
-            spec._recipe = subject["recipe"]
+            spec = RecordedSubject(name=spec.name, kind=spec.kind, model=str(path), recorded_as=spec.recipe())
             ctx.artifact(path, "hf_model", subject=subject)
         specs.append(spec)
         listing.append({"subject": subject, "path": str(path) if path else None})

@@ -9,7 +9,7 @@ from pydantic import Field, model_validator
 
 from engine.gates.backend import SubjectSpec
 from engine.jobs import JobConfig
-from engine.subjects import SUBJECT_KINDS, make_subject
+from engine.subjects import SUBJECT_KINDS, Recipe, make_subject
 
 
 class ServerSettings(JobConfig):
@@ -45,8 +45,7 @@ class GGUFSubject(JobConfig):
         """The same subject record a `gate` job scoring this file with llama_cpp writes, so results join it."""
         f = self.resolved_file()
         if f is None:  # only an endpoint: the same subject as the gates' endpoint backend on that server
-            return make_subject(self.name, self.kind, {"model": self.model or self.url, "adapter": None, "scale": 1.0,
-                                                       "merge": None, "format": "endpoint", "file": None})
+            return make_subject(self.name, self.kind, Recipe.endpoint(self.model or self.url))
         return SubjectSpec(name=self.name, kind=self.kind, backend="llama_cpp", file=str(f)).subject()
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import SpecError
-from engine.subjects import make_subject
+from engine.subjects import Recipe, make_subject
 from engine.train import adapter as adapters
 from engine.train import stack
 from engine.train.config import TrainJobConfig
@@ -90,9 +90,8 @@ def run_name(ctx) -> str:
 
 def checkpoint_subject(name: str, step: int, plan: Plan, path: Path, training: dict | None = None) -> dict:
     """`training`: objective settings that change what the adapter is (SFT's kl_to_base), part of its recipe."""
-    recipe = {"model": plan.model_path, "adapter": str(path.resolve()), "scale": 1.0, "merge": None,
-              "format": "hf", "file": None, **(training or {})}
-    return make_subject(f"{name}-ckpt-{step}", "checkpoint", recipe)
+    return make_subject(f"{name}-ckpt-{step}", "checkpoint",
+                        Recipe.hf(plan.model_path, str(path.resolve()), training=training))
 
 
 class Checkpoints:
@@ -158,8 +157,7 @@ class Checkpoints:
                             "adapter": subject["recipe"]["adapter"], "scale": 1.0, "backend": "hf", **loading})]
         if self.base_pending:
             self.base_pending = False
-            base = make_subject("base", "base", {"model": self.plan.base_model, "adapter": None, "scale": 1.0,
-                                                 "merge": None, "format": "hf", "file": None})
+            base = make_subject("base", "base", Recipe.hf(self.plan.base_model))
             if not self._reuse_base(base):
                 pairs.insert(0, (base, {"name": "base", "kind": "base", "model": self.plan.base_model,
                                         "backend": "hf", **loading}))
