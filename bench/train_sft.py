@@ -13,11 +13,19 @@ counter, on in both). Two clocks: the whole run (load, tokenise, train, save), a
 (`trainer.train()`; for train.sft, from its "training …" log event, emitted just before `trainer.train()`,
 to the end-of-training metrics). The order alternates; median ratios are reported.
 
-    python bench/train_sft.py --anti-drift [--steps 20] [--repeats 3]
+    python bench/train_sft.py --anti-drift [--steps 50] [--repeats 3] [--answer-repeat 1]
 
 compares train.sft with itself instead: plain, with the drift meter (every 10 steps, 32 replay probes) and with
-kl_to_base = 0.1 (one extra forward of the base per step), same run, rotating order; tokens/s of the training
-loop and the median slowdown of each against plain (goals: meter ≤ 5 % slower, KL ≤ 1.6× the time).
+kl_to_base = 0.1 (one extra forward of the base per step), same run, rotating order after a warm-up run of each;
+tokens/s of the training loop and the median slowdown of each against plain (goals: meter ≤ 5 % slower, KL ≤ 1.6×
+the time). Each variant's model forwards are counted (a hook on the causal LM), so the table shows the work
+done, not only its time: plain one per step, kl_to_base two, the meter one per probe batch per measurement
+plus the base's once. 50 steps by default: the meter's first measurement also computes the base's side, so a
+short run (20 steps: 2 measurements) overstates its share. One checkpoint, at the end, unless --save-steps.
+The meter's cost is the forward of its probe tokens (32 probes ≈ 2.7k tokens with the tiny tokenizer) against the
+tokens trained in 10 steps: with this script's ~140-token conversations (1.1k tokens a step) that share alone is
+≈ 12 % (a LoRA step is ≈ 2 forwards: no weight gradients for the frozen base); `--answer-repeat 4` trains
+~480-token conversations, nearer to SFT data, where it is ≈ 3.5 %.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import json
 import statistics
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 QUESTIONS = ["Jaka jest stolica Polski i dlaczego?", "Opisz krótko pogodę w górach zimą.",
@@ -36,12 +45,13 @@ ANSWER = ("To dobre pytanie. Odpowiedź jest krótka, ale rzeczowa: {q} Najważn
           "zależą od kontekstu, więc warto sprawdzić źródła i zapytać eksperta, jeśli sprawa jest poważna.")
 
 
-def write_chats(path: Path, n: int) -> None:
+def write_chats(path: Path, n: int, answer_repeat: int = 1) -> None:
     with open(path, "w", encoding="utf-8") as f:
         for i in range(n):
             q = QUESTIONS[i % len(QUESTIONS)]
+            answer = " ".join([ANSWER.format(q=q.lower())] * answer_repeat)
             f.write(json.dumps({"messages": [{"role": "user", "content": q},
-                                             {"role": "assistant", "content": ANSWER.format(q=q.lower())}],
+                                             {"role": "assistant", "content": answer}],
                                 "source": {"id": i}}, ensure_ascii=False) + "\n")
 
 
@@ -100,34 +110,61 @@ ANTI_DRIFT = {"plain": {}, "drift meter": {"training": {"drift_steps": 10, "drif
               "kl_to_base": {"kl_to_base": 0.1}}
 
 
+@contextmanager
+def counted_forwards():
+    """A list whose length is the number of causal-LM forwards run inside the block (the base's, adapter disabled,
+    included: it is the same module)."""
+    import torch
+
+    calls: list[int] = []
+    def count(module, args, out):
+        name = type(module).__name__
+        if name.endswith("ForCausalLM") and not name.startswith("Peft"):  # the model, not PEFT's wrapper of it
+            calls.append(1)
+
+    hook = torch.nn.modules.module.register_module_forward_hook(count)
+    try:
+        yield calls
+    finally:
+        hook.remove()
+
+
 def anti_drift(a, model: str, data: Path, work: Path) -> None:
     names = list(ANTI_DRIFT)
     loops: dict[str, list[float]] = {n: [] for n in names}
-    tokens = {}
-    ours(a, model, data, work)  # warm-up
+    tokens, forwards = {}, {}
+    for name in names:  # warm-up: imports, first-touch allocations and each variant's own code paths
+        ours(a, model, data, work, **json.loads(json.dumps(ANTI_DRIFT[name])))
     for r in range(a.repeats):
         for name in names[r % 3:] + names[:r % 3]:
-            tokens[name], _, loop = ours(a, model, data, work, **json.loads(json.dumps(ANTI_DRIFT[name])))
+            with counted_forwards() as calls:
+                tokens[name], _, loop = ours(a, model, data, work, **json.loads(json.dumps(ANTI_DRIFT[name])))
+            forwards[name] = len(calls)
             loops[name].append(loop)
-    assert len(set(tokens.values())) == 1, tokens
+    assert len(set(tokens.values())) == 1, f"the variants trained different token counts: {tokens}"
     print(f"anti-drift, {a.steps} steps × batch {a.batch}, {tokens['plain']} tokens per run, training-loop tok/s:")
     for name in names:
         ratio = statistics.median(x / p for x, p in zip(loops[name], loops["plain"]))
         print(f"  {name:12} " + " ".join(f"{tokens[name] / x:7.0f}" for x in loops[name])
-              + f"   median time vs plain {ratio:.3f}×")
+              + f"   median time vs plain {ratio:.3f}×   {forwards[name]} model forwards per run")
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--steps", type=int, default=12)
-    p.add_argument("--save-steps", type=int, default=4)
+    p.add_argument("--steps", type=int, default=None, help="default 12, with --anti-drift 50")
+    p.add_argument("--save-steps", type=int, default=None,
+                   help="default 4, with --anti-drift one checkpoint at the end (saving would dilute the ratios)")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier on a shared machine)")
     p.add_argument("--anti-drift", action="store_true", help="train.sft plain vs drift meter vs kl_to_base")
+    p.add_argument("--answer-repeat", type=int, default=1,
+                   help="answers this many times longer (1: ~140 tokens per conversation, 4: ~480)")
     a = p.parse_args()
+    a.steps = a.steps or (50 if a.anti_drift else 12)
+    a.save_steps = a.save_steps or (a.steps if a.anti_drift else 4)
 
     import torch
 
@@ -140,7 +177,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         data = work / "chat.jsonl"
-        write_chats(data, a.steps * a.batch)
+        write_chats(data, a.steps * a.batch, a.answer_repeat)
         if a.anti_drift:
             anti_drift(a, model, data, work)
             return

@@ -99,7 +99,7 @@ def _sft(name: str, model: str, data: str, world: dict, steps: int, save: int, l
             "adapter": {"method": "dora", "rank": 16, "alpha": 32.0, "dropout": 0.0, "use_rslora": True},
             "training": {"learning_rate": lr, "max_steps": steps, "epochs": 10.0, "batch_size": 8, "max_length": 128,
                          "warmup": 0.1, "lr_scheduler": "constant_with_warmup", "save_steps": save,
-                         "logging_steps": 5, "seed": 0, "gradient_checkpointing": False},
+                         "logging_steps": 5, "seed": 0, "gradient_checkpointing": False, "drift_steps": save},
             "gates": _gates(world, base=base_gated)}
 
 

@@ -85,3 +85,17 @@ async def tui_shows_drift(home, run_id: str, drift_kl: str) -> None:
 def test_max_drift_needs_the_meter():
     with pytest.raises(SpecError, match="max_drift needs drift_steps"):
         parse_spec({"kind": "train.sft", "model": "m", "data": "d", "training": {"max_drift": 0.1}}, "job.toml")
+
+
+def test_the_meters_top_k_kl_is_exact_over_the_whole_vocabulary_and_a_lower_bound_over_less():
+    import torch
+    import torch.nn.functional as F
+
+    from engine.train.drift import kl_to_base, top_k_kl
+
+    torch.manual_seed(0)
+    base, adapted = torch.randn(6, 50) * 3, torch.randn(6, 50) * 3
+    exact = kl_to_base(adapted, base)
+    assert torch.allclose(top_k_kl(*F.log_softmax(base, -1).topk(50), adapted), exact, atol=1e-5)
+    coarse = top_k_kl(*F.log_softmax(base, -1).topk(5), adapted)
+    assert (coarse <= exact + 1e-5).all() and (coarse > 0.3 * exact).all()
