@@ -26,12 +26,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+from engine.vocab import AXIS_NAMES  # noqa: E402
 from slayer_console.app import make_app  # noqa: E402
 from slayer_console.context import Settings  # noqa: E402
 from tui_campaign import base_outcomes, flipped, gate_event, ingest_events, subject  # noqa: E402
 
-AXES = ("pl_nlu", "pl_style", "pl_grammar", "en_knowledge", "reasoning", "math", "code", "multilingual",
-        "instruction", "safety")
+AXES = AXIS_NAMES[:10]  # ten axes, as the recorded figures had
 
 
 def fill(store, subjects: int, gates: int, n: int) -> None:

@@ -109,8 +109,12 @@ SUBJECT_KINDS = ("base", "reference", "checkpoint", "merge", "quant")
 # A gate's tolerance when it names none: the largest drop (pp, or metric units) still called a PASS.
 DEFAULT_TOLERANCE_PP = 0.5
 
-# The operator's decisions on a subject, with their marks in the tables.
+# Subjects made from a trained adapter: what the loop may accept and ship.
+ADAPTER_KINDS = ("checkpoint", "merge")
+
+# The operator's decisions on a subject, with their marks and colours in the tables.
 DECISIONS = {"accept": "✓", "reject": "⊘"}
+DECISION_STYLE = {"accept": "bold green", "reject": "bold red"}
 
 
 def sql_in(column: str, values) -> str:

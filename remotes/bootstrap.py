@@ -16,7 +16,7 @@ from pathlib import Path
 
 from remotes.boxes import Box, BoxError, get_box, put_box
 from remotes.check import PY_PROBE
-from remotes.ssh import connect_box, python_command, remote_workdir, run_command
+from remotes.ssh import HostKeyConfirm, connect_box, python_command, remote_workdir, run_command
 
 PACKAGES = ("engine", "store", "remotes", "slayer_console", "assets")
 PIP = "-m pip install --quiet --disable-pip-version-check"
@@ -113,13 +113,15 @@ async def _has_python(conn, box: Box, python: str) -> None:
 
 
 async def bootstrap_box(home, box_name: str, *, wheel: bool = False, base_python: str = "python3",
-                        extras: str = "ml", source: Path | None = None) -> BootstrapReport:
+                        extras: str = "ml", source: Path | None = None,
+                        confirm: HostKeyConfirm | None = None) -> BootstrapReport:
     """Make `box_name` run the engine. With a configured python that imports the engine, nothing is
     installed unless `wheel`; without one, a venv (`--system-site-packages`, so a CUDA torch on the box
     is reused) is made in the workdir from `base_python` and recorded as the box's python. `source`: the
-    project tree to build the wheel from (default: the one this code runs from)."""
+    project tree to build the wheel from (default: the one this code runs from); `confirm`: asked about an
+    unknown host key (without it, an unpinned box is refused)."""
     box = get_box(home, box_name)
-    async with connect_box(box, home) as conn:
+    async with connect_box(box, home, confirm=confirm) as conn:
         if box.python and not wheel:
             await _has_python(conn, box, box.python)
             try:

@@ -75,10 +75,15 @@ class Box(BaseModel):
 
     @property
     def address(self) -> str:
-        if self.kind == "local":
-            return "this machine"
-        port = f":{self.port}" if self.port != 22 else ""
-        return f"{self.user + '@' if self.user else ''}{self.host}{port}"
+        """Where the box is, in words: its driver (remotes.drivers) says."""
+        from remotes.drivers import driver_class
+
+        return driver_class(self).address(self)
+
+    @property
+    def builtin(self) -> bool:
+        """The `local` box: always there, never written to boxes.toml but for its price, never removed."""
+        return self.name == LOCAL.name
 
     def running_cost(self, now: float | None = None) -> float | None:
         """Dollars spent so far on a rented box (price × hours since the rental began)."""
@@ -119,7 +124,7 @@ def boxes_path(home: str | os.PathLike) -> Path:
 def load_boxes(home: str | os.PathLike) -> dict[str, Box]:
     """Every box, `local` first. A malformed file is one error line naming the file and the field."""
     path = boxes_path(home)
-    boxes = {"local": LOCAL}
+    boxes = {LOCAL.name: LOCAL}
     if not path.exists():
         return boxes
     try:
@@ -129,13 +134,13 @@ def load_boxes(home: str | os.PathLike) -> dict[str, Box]:
     for name, table in data.items():
         if not isinstance(table, dict):
             raise BoxError(f"{path}: {name!r} must be a table [{name}]")
-        if name == "local":  # the built-in box may carry only its price
+        if name == LOCAL.name:  # the built-in box may carry only its price
             extra = sorted(set(table) - set(COST_FIELDS))
             if extra:
                 raise BoxError(f"{path}: 'local' is built in; [local] takes only {', '.join(COST_FIELDS)} "
                                f"(got {extra[0]!r}): give the box another name")
         try:
-            base = LOCAL.model_dump() if name == "local" else {}
+            base = LOCAL.model_dump() if name == LOCAL.name else {}
             boxes[name] = Box.model_validate({**base, **table, "name": name})
         except ValidationError as err:
             raise BoxError(describe_validation_error(err, f"{path} [{name}]")) from None
@@ -148,11 +153,11 @@ def save_boxes(home: str | os.PathLike, boxes: dict[str, Box]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tables = {}
     for b in boxes.values():
-        if b.kind != "local":
+        if not b.builtin:
             tables[b.name] = b.model_dump(mode="json", exclude={"name"} | ({"env"} if not b.env else set()),
                                           exclude_none=True)
         elif any(getattr(b, f) is not None for f in COST_FIELDS):
-            tables["local"] = b.model_dump(mode="json", include=set(COST_FIELDS), exclude_none=True)
+            tables[b.name] = b.model_dump(mode="json", include=set(COST_FIELDS), exclude_none=True)
     tmp = path.with_name(path.name + ".tmp")
     text = re.sub(r"\n{3,}", "\n\n", HEADER + "\n" + dumps_toml(tables))
     tmp.write_text(text, encoding="utf-8")
@@ -168,17 +173,17 @@ def get_box(home: str | os.PathLike, name: str) -> Box:
 
 def put_box(home: str | os.PathLike, box: Box) -> None:
     """Add or replace one box."""
-    if box.name == "local":
-        raise BoxError("box name 'local' is built in; choose another name")
+    if box.builtin:
+        raise BoxError(f"box name {box.name!r} is built in; choose another name")
     boxes = load_boxes(home)
     boxes[box.name] = box
     save_boxes(home, boxes)
 
 
 def remove_box(home: str | os.PathLike, name: str) -> Box:
-    if name == "local":
-        raise BoxError("the local box cannot be removed")
     boxes = load_boxes(home)
+    if name in boxes and boxes[name].builtin:
+        raise BoxError(f"the {name} box cannot be removed")
     box = boxes.pop(name, None)
     if box is None:
         raise BoxError(f"{boxes_path(home)}: no box {name!r}")

@@ -3,9 +3,11 @@ python, torch and the engine on it. One shell probe over one SSH connection."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shlex
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -134,6 +136,15 @@ def parse_probe(box: Box, out: str) -> BoxReport:
         report.cuda = values.get("py.cuda", "")
         report.sandbox = values.get("py.sandbox", "")
     return report
+
+
+async def check_here(box: Box, home) -> BoxReport:
+    """The same probe run on this machine without SSH (disk free where $SLAYER_HOME is)."""
+    script = SH_PROBE.format(wd=shlex.quote(str(home)), python=sys.executable, probe=shlex.quote(PY_PROBE))
+    proc = await asyncio.create_subprocess_shell(script, stdout=asyncio.subprocess.PIPE,
+                                                 stderr=asyncio.subprocess.STDOUT)
+    out, _ = await proc.communicate()
+    return parse_probe(box, out.decode(errors="replace"))
 
 
 async def check_box(box: Box, home, *, confirm: HostKeyConfirm | None = None,

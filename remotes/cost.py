@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from remotes.boxes import Box, BoxError, get_box
+from remotes.boxes import Box, get_box
 
 
 @dataclass(frozen=True)
@@ -37,12 +37,3 @@ def price_of(home, box_name: str) -> BoxPrice:
     """The price of a registered box (BoxError for an unknown one)."""
     return box_price(get_box(home, box_name))
 
-
-def run_price(home, box_name: str) -> dict:
-    """BoxPrice.fields() of a registered box; a malformed boxes.toml must not stop a local run (price unknown)."""
-    try:
-        return price_of(home, box_name).fields()
-    except BoxError:
-        if box_name != "local":
-            raise
-        return {}

@@ -38,24 +38,35 @@ class LocalDriver:
 
     local = True  # the console's poller ingests these runs from disk; it follows the others over SSH
     interrupt_cancels = True  # Ctrl-C in `slayer run` stops a local job (a remote one keeps running)
+    bootstraps = False  # it runs the engine this console runs
 
     def __init__(self, home: Path, store, box: Box, runs_dir: Path | None = None):
         self.home, self.store, self.box = Path(home), store, box
         self.runs_dir = runs_dir or self.home / "runs"
+
+    @staticmethod
+    def address(box: Box) -> str:
+        return "this machine"
+
+    def admit(self, spec: JobSpec) -> None:
+        """Before planning: a job this install cannot run (no `[ml]` extra) is refused in one line."""
+        from engine.extras import require_for_job
+
+        require_for_job(spec)
 
     async def launch(self, spec: JobSpec, spec_path: str | Path, *, experiment: str,
                      confirm: HostKeyConfirm | None = None) -> RunHandle:
         return await asyncio.to_thread(self._launch, spec, spec_path, experiment)
 
     def _launch(self, spec: JobSpec, spec_path: str | Path, experiment: str) -> RunHandle:
-        from remotes.cost import run_price
+        from remotes.cost import box_price
         from remotes.local import launch_local
         from store.ingest import register_run
 
         launched = launch_local(spec_path, spec, self.runs_dir)
         register_run(self.store, launched.run_id, kind=spec.kind.name, name=spec.name, experiment=experiment,
                      run_dir=str(launched.run_dir), box=self.box.name, pid=launched.pid,
-                     **run_price(self.home, self.box.name))
+                     **box_price(self.box).fields())
         return RunHandle(launched.run_id, self.box.name, str(launched.run_dir), launched.pid)
 
     async def follow(self, run_id: str, *, on_progress: OnProgress | None = None,
@@ -116,6 +127,17 @@ class LocalDriver:
 
         return this_machine(str(self.home))
 
+    async def check(self, *, confirm: HostKeyConfirm | None = None, accept_fingerprint: str | None = None):
+        """The box probe (remotes.check.BoxReport) run here, without SSH."""
+        from remotes.check import check_here
+
+        return await check_here(self.box, self.home)
+
+    async def bootstrap(self, **options):
+        from engine.errors import SpecError
+
+        raise SpecError(f"box {self.box.name} is this machine: it already runs this console's engine")
+
     async def sync(self, run_id: str):
         """Results are already here."""
         return None
@@ -126,9 +148,18 @@ class SSHDriver:
 
     local = False
     interrupt_cancels = False
+    bootstraps = True
 
     def __init__(self, home: Path, store, box: Box):
         self.home, self.store, self.box = Path(home), store, box
+
+    @staticmethod
+    def address(box: Box) -> str:
+        port = f":{box.port}" if box.port != 22 else ""
+        return f"{box.user + '@' if box.user else ''}{box.host}{port}"
+
+    def admit(self, spec: JobSpec) -> None:
+        """Whether the box can run the job is found at launch (its python, its extras)."""
 
     async def launch(self, spec: JobSpec, spec_path: str | Path, *, experiment: str,
                      confirm: HostKeyConfirm | None = None) -> RunHandle:
@@ -171,6 +202,18 @@ class SSHDriver:
 
         return machine_from_report(load_report(self.home, self.box.name))
 
+    async def check(self, *, confirm: HostKeyConfirm | None = None, accept_fingerprint: str | None = None):
+        """Connect (pinning the host key on first contact), probe the box, keep the report for the planner."""
+        from remotes.check import check_box
+
+        return await check_box(self.box, self.home, confirm=confirm, accept_fingerprint=accept_fingerprint)
+
+    async def bootstrap(self, *, confirm: HostKeyConfirm | None = None, **options):
+        """Make the box run the engine (remotes.bootstrap); `options`: wheel, base_python, extras."""
+        from remotes.bootstrap import bootstrap_box
+
+        return await bootstrap_box(self.home, self.box.name, confirm=confirm, **options)
+
     async def sync(self, run_id: str):
         from remotes.sync import sync_run
 
@@ -180,7 +223,12 @@ class SSHDriver:
 DRIVERS = {"local": LocalDriver, "ssh": SSHDriver, "vast": SSHDriver}
 
 
-def driver_for(home: Path, store, box_name: str):
-    """The driver of box `box_name` (BoxError naming the box when boxes.toml does not know it)."""
-    box = get_box(home, box_name)
+def driver_class(box: Box) -> type:
+    """What a box's driver can do (class attributes: local, interrupt_cancels, bootstraps; address)."""
+    return DRIVERS[box.kind]
+
+
+def driver_for(home: Path, store, box_name: str | Box):
+    """The driver of a box, or of box `box_name` (BoxError naming the box when boxes.toml does not know it)."""
+    box = box_name if isinstance(box_name, Box) else get_box(home, box_name)
     return DRIVERS[box.kind](home, store, box)

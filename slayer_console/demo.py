@@ -14,6 +14,7 @@ import click
 
 from engine.errors import WorkFailed
 from engine.jobs import dumps_toml, parse_spec
+from engine.vocab import ADAPTER_KINDS
 
 # n = 40–81 items per demo gate cannot resolve a 0.5 pp change (one item is 1.2–2.5 pp), so the demo judges
 # at a tolerance its gates can see; real suites keep each gate's own (0.5 pp).
@@ -187,7 +188,7 @@ def pareto_pick(demo: Demo, title: str) -> Pick:
     store = demo.settings.store()
     config = demo.settings.experiment_config(demo.experiment)  # the v2.1 objective unless the home says otherwise
     table = delta_table(store, demo.experiment, tolerance_pp=DEMO_TOLERANCE_PP, config=config)
-    scored = [r for r in table.rows if r.kind in ("checkpoint", "merge") and r.score is not None]
+    scored = [r for r in table.rows if r.kind in ADAPTER_KINDS and r.score is not None]
     row = best(table) or max(scored, key=lambda r: r.score)
     click.echo(f"Pareto-best {row.name}: score {row.score:.2f} = {config.formula(table.lam)}, verdict {row.verdict}")
     return Pick(row.subject_id, row.name, row.verdict, find_subject(store, row.subject_id, demo.experiment)[1].recipe)

@@ -68,9 +68,10 @@ async def launch(settings, store, request, confirm):
 
     path, spec = await asyncio.to_thread(save_spec, settings.home, request.spec_text, request.source)
     experiment = request.experiment or spec.experiment or "default"
+    driver = await asyncio.to_thread(driver_for, settings.home, store, request.box)
+    driver.admit(spec)
     overrides = await asyncio.to_thread(check_policy, settings, spec, experiment, request.source)
     await asyncio.to_thread(check_fits, settings.home, request.source, spec, request.box)
-    driver = await asyncio.to_thread(driver_for, settings.home, store, request.box)
     handle = await driver.launch(spec, path, experiment=experiment, confirm=confirm)
     await asyncio.to_thread(record_overrides, store, handle.run_id, overrides)
     return driver, handle

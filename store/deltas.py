@@ -362,7 +362,7 @@ def _tolerance(axis: str, gate_tolerances: list[float], tolerance_pp: float | No
     every gate, else the config's for the axis, else the gates' own."""
     if tolerance_pp is not None:
         return tolerance_pp
-    return config.tolerance_pp.get(axis, min(gate_tolerances, default=0.5))
+    return config.tolerance_pp.get(axis, min(gate_tolerances, default=DEFAULT_TOLERANCE_PP))
 
 
 def _judge_cell(c: DeltaCell, tol: float) -> DeltaCell:

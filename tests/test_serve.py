@@ -137,7 +137,7 @@ def test_served_subjects_are_benchmarked_into_the_store_with_their_serving_cost(
     bench.serve itself with the same settings; the results join the files' subjects; cost per 1M tokens."""
     from engine.export.quantize import quantize
     from engine.serve.launch import free_port
-    from remotes.cost import run_price
+    from remotes.cost import price_of
     from store import Store
     from store.card import render_card_files
     from store.deltas import delta_table
@@ -170,7 +170,7 @@ def test_served_subjects_are_benchmarked_into_the_store_with_their_serving_cost(
     (home / "boxes.toml").write_text("[local]\ncost_per_hour = 1.8\ngpus = 1\n")
     store = Store.open(f"sqlite:///{home / 'slayer.db'}")
     register_run(store, "bench", kind="bench.serve", experiment="ship", run_dir=str(tmp_path / "bench"),
-                 **run_price(home, "local"))
+                 **price_of(home, "local").fields())
     ingest_run_dir(store, tmp_path / "bench")
     table = delta_table(store, "ship")
     assert [g for g, a in table.gates] == ["serve_c1", "serve_c2"] and {a for _, a in table.gates} == {"latency"}

@@ -6,7 +6,7 @@ import asyncio
 
 import click
 
-from engine.errors import SpecError, WorkFailed
+from engine.errors import WorkFailed
 from slayer_console.commands.common import FORMAT, print_json, print_table, settings
 
 ACCEPT = click.option("--accept-host-key", "accept", metavar="FINGERPRINT", default=None,
@@ -89,14 +89,10 @@ def add_cmd(name: str, address: str, key: str | None, workdir: str, python: str 
 @ACCEPT
 def check_cmd(name: str, fmt: str, accept: str | None) -> None:
     """Reachability, OS/arch, GPU(s), memory, disk, python/torch on the box."""
-    from remotes.boxes import get_box
-    from remotes.check import check_box
+    from remotes.drivers import driver_for
 
-    home = settings().home
-    box = get_box(home, name)
-    if box.kind == "local":
-        raise SpecError("the local box is this machine; check an ssh box")
-    report = asyncio.run(check_box(box, home, confirm=ask_host_key, accept_fingerprint=accept))
+    driver = driver_for(settings().home, None, name)
+    report = asyncio.run(driver.check(confirm=ask_host_key, accept_fingerprint=accept))
     if fmt == "json":
         print_json(report.as_dict())
     else:
@@ -113,9 +109,10 @@ def check_cmd(name: str, fmt: str, accept: str | None) -> None:
 @FORMAT
 def bootstrap_cmd(name: str, wheel: bool, base_python: str, extras: str, fmt: str) -> None:
     """Make the box able to run `python -m engine` (idempotent); report the versions."""
-    from remotes.bootstrap import bootstrap_box
+    from remotes.drivers import driver_for
 
-    report = asyncio.run(bootstrap_box(settings().home, name, wheel=wheel, base_python=base_python, extras=extras))
+    driver = driver_for(settings().home, None, name)
+    report = asyncio.run(driver.bootstrap(wheel=wheel, base_python=base_python, extras=extras))
     if fmt == "json":
         print_json(report.as_dict())
         return

@@ -30,7 +30,8 @@ def _cell_text(c) -> str:
     return _pp(c.delta_pp) + _flag(c.verdict) if c.delta_pp is not None else VERDICTS[c.verdict].mark
 
 
-@click.command()
+@click.command(help="Every subject vs the base per gate: paired Δ pp, CI, verdict ("
+               + ", ".join(v.label for v in VERDICTS.values() if v.flag) + ").")
 @click.argument("experiment")
 @click.option("--base", default=None, help="compare against this subject (id, prefix or name) instead of the base")
 @click.option("--vs", "vs", default=None, help="a baseline table: every subject's scores beside this reference's "
@@ -41,7 +42,6 @@ def _cell_text(c) -> str:
 @TOLERANCE
 def deltas(experiment: str, base: str | None, vs: str | None, only_axes: tuple[str, ...], fmt: str,
            lam: float | None, tolerance: float | None) -> None:
-    """Every subject vs the base per gate: paired Δ pp, CI, verdict (▲ WARN, ✗ FAIL, ≠ fingerprint mismatch)."""
     from store.deltas import delta_table
 
     if vs:
@@ -62,7 +62,8 @@ def deltas(experiment: str, base: str | None, vs: str | None, only_axes: tuple[s
              *[_cell_text(r.axes[a]) if a in r.axes else "" for a in axes], _pp(r.score, "{:.2f}"), r.verdict, r.decision or ""]
             for r in table.rows]
     print_table(f"{experiment}: Δ pp vs {table.row(table.base_subject_id).name if table.base_subject_id else 'no base'}"
-                f" · score = {config.formula(table.lam)} · ? = UNDERPOWERED (n cannot see a drop of the tolerance)",
+                f" · score = {config.formula(table.lam)} · {VERDICTS['UNDERPOWERED'].label} (n cannot see a drop of "
+                "the tolerance)",
                 ["subject", "kind", *[f"{g}\n{a}" for g, a in table.gates], *[f"{a}\npooled" for a in axes],
                  "score", "verdict", "decision"], rows)
 

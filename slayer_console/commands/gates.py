@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from engine.errors import WorkFailed
-from engine.vocab import SUBJECT_KINDS
+from engine.vocab import DEFAULT_TOLERANCE_PP, SUBJECT_KINDS
 from slayer_console.commands.common import FORMAT, print_json, print_table, settings
 
 
@@ -30,7 +30,7 @@ def _dataset(gate) -> str:
 @FORMAT
 @click.option("--power", is_flag=True, help="per gate and per axis: the paired items needed to see a drop of "
                                             "--tolerance (McNemar, α 0.05, 80 % power)")
-@click.option("--tolerance", type=click.FloatRange(min=0, min_open=True), default=0.5, show_default=True,
+@click.option("--tolerance", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_TOLERANCE_PP, show_default=True,
               help="with --power: the drop to see, in pp")
 @click.option("--discordance", type=click.FloatRange(min=0, max=1, min_open=True), default=0.10, show_default=True,
               help="with --power: share of items whose 0/1 outcome differs between base and candidate (ψ)")

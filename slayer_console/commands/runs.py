@@ -27,7 +27,6 @@ def _fmt_ms(ms: int | None) -> str:
 @click.option("--force", is_flag=True, help="launch even when `slayer plan` says the job does not fit the box")
 def run(spec_path: str, box: str, detach: bool, experiment: str | None, quiet: bool, force: bool) -> None:
     """Launch a job, follow it with a progress bar and ingest it live."""
-    from engine.extras import require_for_job
     from engine.jobs import load_spec
     from remotes.drivers import driver_for
     from slayer_console.launching import check_policy, override_line, record_overrides
@@ -35,15 +34,14 @@ def run(spec_path: str, box: str, detach: bool, experiment: str | None, quiet: b
 
     spec = load_spec(spec_path)
     cfg = settings()
-    if box == "local":  # before planning: a job this install cannot run here is refused in one line
-        require_for_job(spec)
+    driver = driver_for(cfg.home, cfg.store(), box)
+    driver.admit(spec)  # before planning: a job the box cannot run at all is refused in one line
     if not force:
         check_fits(cfg.home, spec_path, spec, box, note=lambda line: click.echo(line, err=True))
     experiment = experiment or spec.experiment or "default"
     overrides = check_policy(cfg, spec, experiment, spec_path)
     for override in overrides:
         click.echo(override_line(override), err=True)
-    driver = driver_for(cfg.home, cfg.store(), box)
     handle = asyncio.run(driver.launch(spec, spec_path, experiment=experiment))
     record_overrides(cfg.store(), handle.run_id, overrides)
     if detach:

@@ -144,11 +144,15 @@ class BoxesScreen(ModeScreen):
 
     # -- actions ----------------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple) -> bool | None:
+        from remotes.drivers import driver_class
+
         box = self.current() if self.is_mounted else None
         if action == "check":
             return box is not None or None
-        if action in ("bootstrap", "remove"):
-            return (box is not None and box.kind != "local" and box.name not in self.states) or None
+        if action == "bootstrap":
+            return (box is not None and driver_class(box).bootstraps and box.name not in self.states) or None
+        if action == "remove":
+            return (box is not None and not box.builtin and box.name not in self.states) or None
         return True
 
     def action_add(self) -> None:
@@ -180,14 +184,12 @@ class BoxesScreen(ModeScreen):
 
     @work(group="box-check", exit_on_error=False)
     async def check(self, box) -> None:
-        from remotes.check import check_box
+        from remotes.drivers import driver_for
 
         self._busy(box.name, "checking…")
         try:
-            if box.kind == "local":
-                report = await check_local(self.app.settings.home)
-            else:
-                report = await check_box(box, self.app.settings.home, confirm=self.app.confirm_host_key)
+            driver = driver_for(self.app.settings.home, None, box)
+            report = await driver.check(confirm=self.app.confirm_host_key)
             self.app.box_reports[box.name] = report
         finally:
             self._busy(box.name, None)
@@ -195,19 +197,19 @@ class BoxesScreen(ModeScreen):
             self.notify(report.problem, severity="warning", timeout=10)
 
     def action_bootstrap(self) -> None:
+        from remotes.drivers import driver_class
+
         box = self.current()
-        if box is not None and box.kind != "local":
+        if box is not None and driver_class(box).bootstraps:
             self.bootstrap(box)
 
     @work(group="box-bootstrap", exit_on_error=False)
     async def bootstrap(self, box) -> None:
-        from remotes.bootstrap import bootstrap_box
-        from remotes.ssh import ensure_pinned
+        from remotes.drivers import driver_for
 
         self._busy(box.name, "bootstrapping…")
         try:
-            await ensure_pinned(box, self.app.settings.home, confirm=self.app.confirm_host_key)
-            report = await bootstrap_box(self.app.settings.home, box.name)
+            report = await driver_for(self.app.settings.home, None, box).bootstrap(confirm=self.app.confirm_host_key)
         finally:
             self._busy(box.name, None)
         self.notify(f"box {box.name}: {report.mode}, engine {report.engine or '?'} with {report.python}")
@@ -222,7 +224,7 @@ class BoxesScreen(ModeScreen):
 
     def action_remove(self) -> None:
         box = self.current()
-        if box is not None and box.kind != "local":
+        if box is not None and not box.builtin:
             self.app.push_screen(ConfirmDialog(f"Remove box {box.name} ({box.address})?"),
                                  lambda yes: yes and self.remove(box.name))
 
@@ -234,18 +236,3 @@ class BoxesScreen(ModeScreen):
         self.app.box_reports.pop(name, None)
         self.app.call_from_thread(self.reload)
 
-
-async def check_local(home):
-    """The local box's report: the same probe, run here without SSH (disk free where $SLAYER_HOME is)."""
-    import asyncio
-    import shlex
-    import sys
-
-    from remotes.boxes import LOCAL
-    from remotes.check import PY_PROBE, SH_PROBE, parse_probe
-
-    script = SH_PROBE.format(wd=shlex.quote(str(home)), python=sys.executable, probe=shlex.quote(PY_PROBE))
-    proc = await asyncio.create_subprocess_shell(script, stdout=asyncio.subprocess.PIPE,
-                                                 stderr=asyncio.subprocess.STDOUT)
-    out, _ = await proc.communicate()
-    return parse_probe(LOCAL, out.decode(errors="replace"))

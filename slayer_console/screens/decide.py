@@ -10,6 +10,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Static
 
+from engine.vocab import VERDICTS
+
 
 class DecideDialog(ModalScreen[tuple[str, bool] | None]):
     """Returns (reason, override) or None when cancelled."""
@@ -27,7 +29,7 @@ class DecideDialog(ModalScreen[tuple[str, bool] | None]):
             yield Label(f"{self.verdict.capitalize()} {self.subject}", classes="dialog-title")
             if self.fails:
                 gates = ", ".join(self.fails)
-                yield Static(f"✗ FAIL on {gates}: a significant regression beyond tolerance."
+                yield Static(f"{VERDICTS['FAIL'].label} on {gates}: a significant regression beyond tolerance."
                              + (" Accepting needs an explicit override, and a reason that says 'override' and why."
                                 if self.needs_override else ""), classes="dialog-warning")
             yield Input(placeholder="reason (required)", id="reason")

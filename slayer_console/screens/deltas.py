@@ -16,7 +16,7 @@ from slayer_console.screens.base import ModeScreen
 from slayer_console.screens.decide import DecideDialog
 from slayer_console.widgets.delta_grid import DeltaGrid, GridView, needed_width
 
-VERDICT_FILTERS = (None, "FAIL", "WARN", "UNDERPOWERED", "PASS")
+VERDICT_FILTERS = (None, *COMPARED)
 
 
 class DeltasScreen(ModeScreen):

@@ -17,7 +17,7 @@ from slayer_console.modes import MODES
 def legend() -> str:
     """What the delta table's marks and colours mean, from the verdicts themselves."""
     verdicts = "".join(f"  {v.mark if v.flag else v.style:<6} {v.name:<13}{v.meaning}\n"
-                       for v in sorted(VERDICTS.values(), key=lambda v: v.rank) if v.name not in ("NA", "BASE"))
+                       for v in sorted(VERDICTS.values(), key=lambda v: v.rank) if v.rank > VERDICTS["NA"].rank)
     return ("Delta cells are subject − base in percentage points (metric units for non-proportion metrics such as\n"
             "grammar errors per 100 words); the colours know each metric's direction.\n" + verdicts +
             f"  ★      the Pareto-best row under the current λ and tolerance;  {DECISIONS['accept']} accepted  "

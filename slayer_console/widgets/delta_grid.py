@@ -21,7 +21,7 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from engine.vocab import DECISIONS, VERDICTS, axis_label
+from engine.vocab import DECISION_STYLE, DECISIONS, VERDICTS, axis_label
 from slayer_console.widgets.render import delta_label
 from slayer_console.widgets.shorten import distinct, middle
 
@@ -222,9 +222,8 @@ class DeltaGrid(ScrollView, can_focus=True):
             return f"{row.score:.1f}", VERDICTS["FAIL"].style if row.verdict == "FAIL" else ""
         if key == "mark":
             star = "★" if row.subject_id == self.best_id else " "
-            decision = DECISIONS.get(row.decision, "")
-            style = "bold yellow" if star != " " else {"✓": "bold green", "⊘": "bold red"}.get(decision, "")
-            return star + decision, style
+            style = "bold yellow" if star != " " else DECISION_STYLE.get(row.decision, "")
+            return star + DECISIONS.get(row.decision, ""), style
         return delta_label(self.cell_of(row, key))
 
     def cell_label(self, subject_id: str, key: str) -> str:
