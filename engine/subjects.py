@@ -50,8 +50,8 @@ class Recipe(_Frozen):
 
     @model_validator(mode="after")
     def _consistent(self):
-        if self.adapter is None and (self.scale != 1.0 or self.merge is not None):
-            raise ValueError("scale and merge apply to an adapter")
+        if self.adapter is None and (self.scale != 1.0 or self.merge is not None or self.training):
+            raise ValueError("scale, merge and training settings belong to an adapter")
         clash = set(self.training) & set(type(self).model_fields)
         if clash:
             raise ValueError(f"training settings may not be named {sorted(clash)}")

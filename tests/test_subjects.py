@@ -66,11 +66,25 @@ def test_every_producer_records_the_recipes_and_ids_it_recorded_before():
         assert (made[what]["id"], json.dumps(made[what]["recipe"])) == (sid, json.dumps(recipe)), what
 
 
+def test_a_gate_job_records_a_checkpoint_trained_with_kl_to_base_as_that_checkpoint():
+    """Training gates its checkpoints in a separate gate job (mode = "process"): the [[subjects]] table it writes
+    carries the training settings, so the results join the checkpoint, not a twin without kl_to_base."""
+    from engine.gates.backend import SubjectSpec
+    from engine.train.run import Plan, checkpoint_subject
+
+    ckpt = checkpoint_subject("run", 30, Plan("sft", "/base", "/base", ("sft",), None, "job.toml"), Path(CKPT),
+                              {"kl_to_base": 50.0})
+    table = SubjectSpec(name=ckpt["name"], kind="checkpoint", model="/base", adapter=CKPT,
+                        training={"kl_to_base": 50.0})
+    assert table.subject() == ckpt and ckpt["id"] == "s-1934549aaa59"
+
+
 def test_a_recipe_is_frozen_and_refuses_what_no_subject_has():
     recipe = Recipe.hf("/base", "/ad", 0.5)
     with pytest.raises(ValidationError):
         recipe.scale = 1.0
     for bad in (dict(model="/base", scale=0.5), dict(model="/base", merge={"method": "ties", "density": 1, "seed": 0}),
+                dict(model="/base", training={"kl_to_base": 1.0}),
                 dict(model="/base", format="onnx"), dict(model="/base", tag="x"),
                 dict(model="/base", adapter="/ad", training={"scale": 2})):
         with pytest.raises(ValidationError):

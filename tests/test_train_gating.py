@@ -9,13 +9,13 @@ from train_fixtures import chat_file, of_type, psc_file, run_in_process, tiny_mo
 from engine.errors import SpecError
 
 
-def _train(tmp, run, mode: str, experiment: str, steps: int = 4) -> list[dict]:
+def _train(tmp, run, mode: str, experiment: str, steps: int = 4, **objective) -> list[dict]:
     tmp.mkdir(parents=True, exist_ok=True)
     chat, psc = tmp / "chat.jsonl", tmp / "psc.jsonl"
     if not chat.exists():
         chat_file(chat), psc_file(psc)
     status, events = run_in_process(
-        tmp / run, "train.sft", name="sft", experiment=experiment, model=tiny_model(), data=str(chat),
+        tmp / run, "train.sft", name="sft", experiment=experiment, model=tiny_model(), data=str(chat), **objective,
         adapter={"method": "dora", "rank": 8, "use_rslora": True}, training={"max_steps": steps, "save_steps": 2},
         gates={"gates": ["polish_psc"], "files": {"polish_psc": str(psc)}, "limit": 8, "device": "cpu",
                "mode": mode, "max_parallel": 2})
@@ -28,9 +28,13 @@ def _by_subject(events: list[dict]) -> dict:
 
 
 def test_in_process_gating_scores_exactly_as_separate_gate_jobs(tmp_path):
-    in_process = _train(tmp_path / "a", "run", "in_process", "exp-a")
-    separate = _train(tmp_path / "b", "run", "process", "exp-b")
+    # kl_to_base is part of each checkpoint's recipe: the gate job must record the checkpoint's own subject too
+    in_process = _train(tmp_path / "a", "run", "in_process", "exp-a", kl_to_base=1.0)
+    separate = _train(tmp_path / "b", "run", "process", "exp-b", kl_to_base=1.0)
     assert [c["step"] for c in of_type(in_process, "checkpoint")] == [2, 4]
+    for events in (in_process, separate):
+        gated = {g["subject"]["id"] for g in of_type(events, "gate_result") if g["subject"]["kind"] == "checkpoint"}
+        assert gated == {c["subject"]["id"] for c in of_type(events, "checkpoint")}
     ours, theirs = _by_subject(in_process), _by_subject(separate)
     assert set(ours) == set(theirs) == {("base", "polish_psc"), ("sft-ckpt-2", "polish_psc"),
                                         ("sft-ckpt-4", "polish_psc")}

@@ -102,6 +102,7 @@ class Checkpoints:
 
         self.cfg, self.ctx, self.plan, self.summary, self.extra_meta = cfg, ctx, plan, summary, extra_meta
         self.stopped: dict = {}  # why training stopped early (the drift meter's max_drift), on the next checkpoint
+        self.training = {k: v for k, v in extra_meta.items() if k == "kl_to_base"}  # in each checkpoint's recipe
         self.name = run_name(ctx)
         events = read_events(ctx.run_dir / "events.jsonl")
         self.emitted = {e["step"]: e for e in events if e["type"] == "checkpoint"}
@@ -134,8 +135,7 @@ class Checkpoints:
 
     def saved(self, step: int, epoch: float | None, path: str | Path) -> None:
         path = Path(path)
-        subject = checkpoint_subject(self.name, step, self.plan, path,
-                                     {k: v for k, v in self.extra_meta.items() if k == "kl_to_base"})
+        subject = checkpoint_subject(self.name, step, self.plan, path, self.training)
         if step not in self.emitted:
             meta = {**self.extra_meta, **self.stopped}
             stack.write_meta(path, {"training": self.plan.kind, "stack": list(self.plan.stack),
@@ -153,8 +153,10 @@ class Checkpoints:
             return
         g = self.cfg.gates
         loading = {"dtype": g.dtype, "quantization": g.quantization, "device_map": g.device_map}
+        # the gate job records the checkpoint's own subject: its training settings are part of the recipe
         pairs = [(subject, {"name": subject["name"], "kind": "checkpoint", "model": self.plan.model_path,
-                            "adapter": subject["recipe"]["adapter"], "scale": 1.0, "backend": "hf", **loading})]
+                            "adapter": subject["recipe"]["adapter"], "scale": 1.0, "backend": "hf",
+                            **({"training": self.training} if self.training else {}), **loading})]
         if self.base_pending:
             self.base_pending = False
             base = make_subject("base", "base", Recipe.hf(self.plan.base_model))
