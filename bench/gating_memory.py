@@ -4,7 +4,7 @@ polish_psc_regex from tests/data, style_pref on its shipped fixture: likelihood,
 long-generation gates such as ifeval take minutes per subject on a busy CPU and are left out), and the whole process tree's resident memory is sampled every 20 ms. The ratio is to the
 same training without gating. Goal: in_process ≤ 1.1×.
 
-    python bench/gating_memory.py [--hidden 512] [--layers 6] [--limit 16]
+    python bench/gating_memory.py [--hidden 384] [--layers 4] [--limit 4]
 """
 
 from __future__ import annotations
@@ -61,9 +61,9 @@ def run(spec: dict, run_dir: Path) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--hidden", type=int, default=512)
-    ap.add_argument("--layers", type=int, default=6)
-    ap.add_argument("--limit", type=int, default=8)
+    ap.add_argument("--hidden", type=int, default=384)
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--limit", type=int, default=4)
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
     print(f"load at start: {os.getloadavg()}")

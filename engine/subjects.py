@@ -76,6 +76,12 @@ class Recipe(_Frozen):
         """A model behind an OpenAI-compatible server, by the id it is served under."""
         return cls(model=model, format="endpoint")
 
+    @classmethod
+    def from_dict(cls, recorded: dict) -> Recipe:
+        """The recipe of a recorded dict (`as_dict`'s inverse: keys that are not fields are training settings)."""
+        fields = {k: v for k, v in recorded.items() if k in cls.model_fields and k != "training"}
+        return cls(**fields, training={k: v for k, v in recorded.items() if k not in cls.model_fields})
+
     def as_dict(self) -> dict:
         """The recorded form (events, the store, artifacts' `source`), key order included."""
         return {"model": self.model, "adapter": self.adapter, "scale": self.scale,

@@ -73,8 +73,12 @@ class LocalDriver:
                      on_state: Callable[[str], None] | None = None, poll_s: float = 0.2,
                      confirm: HostKeyConfirm | None = None) -> str:
         """Ingest the run directory until the job ends; its final status, or "lost" if the process is gone
-        without one (killed -9, or it died before its first event)."""
-        return await asyncio.to_thread(self._follow, run_id, on_progress, poll_s)
+        without one (killed -9, or it died before its first event). A run gating by fan-out has its
+        checkpoints gated on other boxes meanwhile (remotes.gatefan)."""
+        from remotes.gatefan import gate_alongside
+
+        return await gate_alongside(self.home, self.store, run_id,
+                                    asyncio.to_thread(self._follow, run_id, on_progress, poll_s), on_state, poll_s)
 
     def _follow(self, run_id: str, on_progress: OnProgress | None, poll_s: float) -> str:
         from remotes.local import pid_alive, read_pid
@@ -108,7 +112,7 @@ class LocalDriver:
         view = await asyncio.to_thread(get_run, self.store, run_id)
         if view.status in TERMINAL or not await asyncio.to_thread(cancel_local, Path(view.run_dir)):
             raise SpecError(f"{view.id} is not running (status {view.status})")
-        return await self.follow(run_id)
+        return await asyncio.to_thread(self._follow, run_id, None, 0.2)
 
     def alive(self, run) -> bool:
         """Whether the job's process still runs (a run row from store.queries)."""
@@ -173,14 +177,16 @@ class SSHDriver:
                      on_state: Callable[[str], None] | None = None, poll_s: float = 0.2,
                      confirm: HostKeyConfirm | None = None) -> str:
         from remotes.follow import follow_run
+        from remotes.gatefan import gate_alongside
         from store.queries import get_run
 
         def on_ingest(_stats) -> None:
             if on_progress:
                 on_progress(get_run(self.store, run_id))
 
-        return await follow_run(self.home, self.store, run_id, on_ingest=on_ingest, on_state=on_state,
-                                poll_s=poll_s, confirm=confirm)
+        return await gate_alongside(self.home, self.store, run_id,
+                                    follow_run(self.home, self.store, run_id, on_ingest=on_ingest, on_state=on_state,
+                                               poll_s=poll_s, confirm=confirm), on_state, poll_s)
 
     async def cancel(self, run_id: str) -> str:
         from remotes.launch import cancel_remote

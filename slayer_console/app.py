@@ -111,14 +111,21 @@ class SlayerApp(WorkerErrors, App):
             self.call_from_thread(self.notify, str(e), severity="error", timeout=10)
 
     def follow_remote(self, run_id: str) -> None:
-        """Tail a run on an SSH box until it ends (reconnecting as needed); ingest lands in the store.
-        A follow that fails (box gone from boxes.toml…) says so once; `a` on the run tries again."""
+        """Follow a run through its box's driver until it ends (an SSH box: reconnecting as needed; a run that
+        gates by fan-out: its checkpoints' gate jobs too); ingest lands in the store. A follow that fails (box
+        gone from boxes.toml…) says so once; `a` on the run tries again."""
         self._following.add(run_id)
 
         async def follow() -> str:
-            from remotes.follow import follow_run
+            import asyncio
 
-            return await follow_run(self.settings.home, self.store(), run_id, confirm=self.confirm_host_key)
+            from remotes.drivers import driver_for
+            from store.queries import get_run
+
+            store = self.store()
+            box = (await asyncio.to_thread(get_run, store, run_id)).box
+            driver = await asyncio.to_thread(driver_for, self.settings.home, store, box)
+            return await driver.follow(run_id, confirm=self.confirm_host_key)
 
         self.run_worker(follow(), name=run_id, group=f"follow-{run_id}", exclusive=True, exit_on_error=False)
 

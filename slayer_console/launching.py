@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from engine.errors import SpecError
-from slayer_console.planning import check_fits
+from slayer_console.planning import check_fits, check_gate_boxes, gate_boxes
 
 
 def save_spec(home: Path, text: str, source: str):
@@ -61,7 +61,8 @@ def record_overrides(store, run_id: str, overrides: list[dict]) -> None:
 
 
 async def launch(settings, store, request, confirm):
-    """Start the request on its box (asking about an unknown host key); returns (driver, run handle)."""
+    """Start the request on its box (asking about an unknown host key); returns (driver, run handle, whether the
+    console must follow it: a remote run, or one whose checkpoints its follower gates by fan-out)."""
     import asyncio
 
     from remotes.drivers import driver_for
@@ -72,6 +73,7 @@ async def launch(settings, store, request, confirm):
     driver.admit(spec)
     overrides = await asyncio.to_thread(check_policy, settings, spec, experiment, request.source)
     await asyncio.to_thread(check_fits, settings.home, request.source, spec, request.box)
+    await asyncio.to_thread(check_gate_boxes, settings.home, request.source, spec)
     handle = await driver.launch(spec, path, experiment=experiment, confirm=confirm)
     await asyncio.to_thread(record_overrides, store, handle.run_id, overrides)
-    return driver, handle
+    return driver, handle, not driver.local or bool(gate_boxes(spec))

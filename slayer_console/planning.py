@@ -15,18 +15,21 @@ def box_machine(home, box: str):
 
 
 def plan_spec(home, spec, box: str):
-    """The JobPlan of a parsed spec on `box`; None for kinds the planner does not size (they hold no model)."""
-    from engine.plan import plan_training
+    """The plan of a parsed spec on `box`: a JobPlan (training) or an OutputPlan (merge.sweep, export.gguf);
+    None for kinds the planner does not size."""
+    from engine.export.config import ExportConfig
+    from engine.merge.config import MergeSweepConfig
+    from engine.plan import plan_export, plan_sweep, plan_training
     from engine.train.config import TrainJobConfig
 
-    if not isinstance(spec.config, TrainJobConfig):
-        return None
-    return plan_training(spec.config, box_machine(home, box))
+    planner = {TrainJobConfig: plan_training, ExportConfig: plan_export, MergeSweepConfig: plan_sweep}
+    kind = next((k for k in planner if isinstance(spec.config, k)), None)
+    return planner[kind](spec.config, box_machine(home, box)) if kind else None
 
 
 def refusal(source: str, box: str, plan) -> str:
     """The one line a launch prints when a job does not fit."""
-    why = "; ".join(plan.reasons) or f"needs {plan.need_gib:.1f} GiB per process, {plan.capacity_gib:.1f} GiB there"
+    why = "; ".join(plan.reasons) or f"needs {plan.need_gib:.1f} GiB, {plan.capacity_gib:.1f} GiB there"
     fix = f"; cheapest change that fits: {plan.change}" if plan.change else ""
     return f"{source}: DOES NOT FIT on box {box}: {why}{fix} (see `slayer plan {source} --box {box}`; " \
            "--force runs it anyway)"
@@ -45,3 +48,21 @@ def check_fits(home, source: str, spec, box: str, note: Callable[[str], None] = 
         return
     if result is not None and result.verdict == NO_FIT:
         raise SpecError(refusal(source, box, result))
+
+
+def gate_boxes(spec) -> list[str]:
+    """The boxes a training spec may gate its checkpoints on (`[gates] mode = "fanout"`, or `auto` with boxes)."""
+    from engine.train.config import TrainJobConfig
+
+    g = spec.config.gates if isinstance(spec.config, TrainJobConfig) else None
+    return list(g.boxes) if g and g.mode in ("fanout", "auto") else []
+
+
+def check_gate_boxes(home, source: str, spec) -> None:
+    """Before a launch: each gate box is known and answers with a working engine (SpecError, one line)."""
+    import asyncio
+
+    from remotes.gatefan import check_gate_boxes as check
+
+    if gate_boxes(spec):
+        asyncio.run(check(home, gate_boxes(spec), source))

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from sqlalchemy import and_, func, select
 
 from engine.errors import NotFound, SpecError
-from store.models import Experiment, Metric, Run
+from store.models import Experiment, GateResult, Metric, Run, Subject
 from store.store import Store
 
 
@@ -93,3 +93,21 @@ def count_rows(store: Store, table) -> int:
 def list_experiments(store: Store) -> list[str]:
     with store.session() as s:
         return list(s.execute(select(Experiment.name).order_by(Experiment.created_ms)).scalars())
+
+
+def run_checkpoints(store: Store, run_id: str) -> list[tuple[int, dict]]:
+    """(step, subject record) of each checkpoint a training run has announced, by step."""
+    query = select(Subject.step, Subject.subject_id, Subject.name, Subject.kind, Subject.recipe).where(
+        Subject.run_id == run_id, Subject.kind == "checkpoint").order_by(Subject.step)
+    with store.engine.connect() as conn:
+        return [(step, {"id": sid, "name": name, "kind": kind, "recipe": recipe})
+                for step, sid, name, kind, recipe in conn.execute(query)]
+
+
+def gated(store: Store, experiment: str, subject_id: str) -> set[str]:
+    """The gates a subject has results on in an experiment (any run)."""
+    query = (select(GateResult.gate).join(Subject, GateResult.subject_pk == Subject.id)
+             .join(Experiment, Subject.experiment_id == Experiment.id)
+             .where(Experiment.name == experiment, Subject.subject_id == subject_id).distinct())
+    with store.engine.connect() as conn:
+        return set(conn.execute(query).scalars())

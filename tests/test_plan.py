@@ -121,3 +121,50 @@ def test_a_box_never_checked_and_a_recipe_for_an_unknown_box_are_one_line(home, 
     unknown = slayer("jobs", "example", "train.sft", "--for", "h100", home=home)
     assert unknown.returncode == 2 and unknown.stderr.count("\n") == 1
     assert "no recipe for box 'h100'" in unknown.stderr and "3090, gb10, vast-4x3090" in unknown.stderr
+
+
+@pytest.mark.slow
+def test_disk_of_an_export_is_what_the_real_export_writes(tmp_path):
+    """A real export.gguf (merge, f16, Q8_0) of a miniature whose weights outweigh its tokenizer: each file's
+    estimate within 10 % of its size on disk."""
+    pytest.importorskip("llama_cpp")
+    from merge_fixtures import make_adapter
+
+    from engine.plan import plan_export
+    from engine.runner import run_job
+    from engine.tiny.build import tiny_model_dir
+
+    model = str(tiny_model_dir(arch="qwen3", seed=0, hidden_size=256, intermediate_size=768, num_layers=4,
+                               num_heads=4, num_kv_heads=2, head_dim=64))
+    adapter = str(make_adapter(model, tmp_path / "adapter", dora=True))
+    spec = parse_spec({"kind": "export.gguf", "model": model, "adapter": adapter, "quants": ["Q8_0"],
+                       "verify": False, "file_stem": "m"}, "export.toml")
+    assert run_job(spec, tmp_path / "run") == "succeeded"
+    out = tmp_path / "run" / "outputs"
+    measured = {"merged model (outputs/merged)": sum(f.stat().st_size for f in (out / "merged").glob("*.safetensors")),
+                "GGUF F16 (converted; the quants' source)": (out / "gguf" / "m-F16.gguf").stat().st_size,
+                "GGUF Q8_0": (out / "gguf" / "m-Q8_0.gguf").stat().st_size}
+    cpu = machine_from_report({"box": "here", "arch": "x86_64", "mem_total_gib": 64, "disk_free_gib": 100})
+    plan = plan_export(spec.config, cpu)
+    assert set(plan.disk) == set(measured)
+    for what, size in measured.items():
+        assert plan.disk[what] == pytest.approx(size, rel=0.10), (what, plan.disk[what], size)
+    assert plan.verdict == FITS
+
+
+def test_an_export_that_cannot_fit_names_the_quant_to_drop(home, tmp_path):
+    from engine.recipes import recipe_machine_report
+
+    spec = tmp_path / "export.toml"
+    spec.write_text('kind = "export.gguf"\nmodel = "Qwen/Qwen3.5-27B"\nadapter = "runs/sft/outputs/adapter"\n'
+                    'quants = ["Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M"]\n', encoding="utf-8")
+    report = {**recipe_machine_report("3090"), "disk_free_gib": 160}
+    _recorded(home, "3090", report)
+    planned = slayer("plan", str(spec), "--box", "3090", home=home)
+    assert planned.returncode == 2 and NO_FIT in planned.stdout and "GGUF Q4_K_M" in planned.stdout
+    error = planned.stderr.strip()
+    assert "\n" not in error and "DOES NOT FIT on box 3090" in error
+    assert "cheapest change that fits: drop Q8_0 from quants" in error
+    launched = slayer("run", str(spec), "--box", "3090", home=home)
+    assert launched.returncode == 2 and "DOES NOT FIT" in launched.stderr
+    assert not (home / "runs").exists() or not any((home / "runs").iterdir())

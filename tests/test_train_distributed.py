@@ -18,3 +18,32 @@ def test_two_cpu_processes_train_the_tiny_model_end_to_end(tmp_path):
     assert [p["done"] for p in of_type(events, "progress")] == [1, 2]
     assert (run_dir / "outputs" / "adapter" / "adapter_model.safetensors").is_file()
     assert not (run_dir / "outputs" / ".relay.jsonl").exists()
+
+
+def _worker_env(cmd: list[str]) -> dict:
+    """The environment accelerate gives the workers of this launch command (its own parser and env builder)."""
+    from accelerate.commands.launch import launch_command_parser
+    from accelerate.utils.launch import prepare_multi_gpu_env
+
+    assert cmd[1:3] == ["-m", "accelerate.commands.launch"]
+    return prepare_multi_gpu_env(launch_command_parser().parse_args(cmd[3:]))
+
+
+def test_a_qlora_fsdp_launch_asks_for_bf16_and_a_cpu_launch_does_not(tmp_path, monkeypatch):
+    import torch
+
+    from engine.train import adapter
+    from engine.train.config import SFTJobConfig
+    from engine.train.launch import accelerate_command
+
+    cpu = SFTJobConfig(model="m", data="d", launcher="accelerate", num_processes=2)
+    env = _worker_env(accelerate_command(cpu, tmp_path, adapter.trains_bf16(cpu)))
+    assert env["ACCELERATE_MIXED_PRECISION"] == "no"
+    # the 4×3090 recipe's shape on a CUDA box (none here: the launch is built, not run)
+    monkeypatch.setattr(adapter, "has_cuda", lambda: True)
+    qlora = SFTJobConfig(model="m", data="d", launcher="accelerate", num_processes=4, distributed="fsdp",
+                         quantization="4bit")
+    env = _worker_env(accelerate_command(qlora, tmp_path, adapter.trains_bf16(qlora)))
+    assert env["ACCELERATE_MIXED_PRECISION"] == "bf16" and env["ACCELERATE_USE_FSDP"] == "true"
+    assert env["FSDP_SHARDING_STRATEGY"] == "FULL_SHARD" and env["FSDP_USE_ORIG_PARAMS"] == "true"
+    assert adapter.nf4_config(sharded=True).bnb_4bit_quant_storage == torch.bfloat16

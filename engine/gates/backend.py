@@ -43,6 +43,9 @@ class SubjectSpec(JobConfig):
         "none", description="hf on CUDA: 4bit loads the base in NF4 as QLoRA trains it (recorded in the fingerprint)")
     device_map: Literal["none", "auto"] = Field(
         "none", description="hf on CUDA: auto spreads the layers over every visible GPU (recorded in the fingerprint)")
+    recorded_as: Recipe | None = Field(
+        None, description="the recipe it is recorded under, when it is evaluated from a copy (a merge written to "
+                          "disk; a checkpoint gated on another box keeps the identity the training box gave it)")
 
     @model_validator(mode="after")
     def _complete(self):
@@ -62,6 +65,8 @@ class SubjectSpec(JobConfig):
 
     def recipe(self) -> Recipe:
         """What is evaluated; loading settings (dtype, device_map …) are the fingerprint's, not the recipe's."""
+        if self.recorded_as is not None:
+            return self.recorded_as
         if self.backend == "endpoint":
             return Recipe.endpoint(self.endpoint.model or self.endpoint.url)
         if self.backend == "llama_cpp":

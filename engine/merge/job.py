@@ -57,9 +57,6 @@ class RecordedSubject(SubjectSpec):
 
     recorded_as: Recipe = Field(description="the recipe that made it (base, adapter, λ, merge parameters)")
 
-    def recipe(self) -> Recipe:
-        return self.recorded_as
-
 
 @dataclass
 class Candidate:

@@ -128,6 +128,8 @@ def train_memory(cfg, shape: ModelShape, machine: Machine, rows: int | None) -> 
         if g.device_map == "auto" and machine.gpu_count > 1:
             copy /= machine.gpu_count
         gate_extra["process"] = copy + inference + runtime
+        if g.boxes:
+            gate_extra["fanout"] = 0.0  # the gates run on other boxes
     steps = t.max_steps or (math.ceil(rows * t.epochs / (t.batch_size * t.grad_accum * procs)) if rows else 0)
     saves = (steps // t.save_steps + math.ceil(t.epochs)) if steps else 10
     disk = {"checkpoints": saves * n_adapter * (4 + 8) + n_adapter * 4}

@@ -53,6 +53,7 @@ class ModelShape:
     conv_kernel: int = 4
     extra_params: int = 0  # on disk, not in the causal LM (vision tower, MTP)
     disk_bytes: int | None = None  # the checkpoint's weights as stored
+    largest_shard: int | None = None  # bytes of its largest safetensors file, when it is here
 
     @property
     def full_layers(self) -> int:
@@ -95,7 +96,8 @@ class ModelShape:
         return self.linear_params + self.embed_params + self.other_params
 
 
-def shape_from_config(name: str, config: dict, disk_bytes: int | None = None) -> ModelShape:
+def shape_from_config(name: str, config: dict, disk_bytes: int | None = None,
+                      largest_shard: int | None = None) -> ModelShape:
     text = config.get("text_config") or config
     types = text.get("layer_types") or []
     layers = text["num_hidden_layers"]
@@ -110,7 +112,8 @@ def shape_from_config(name: str, config: dict, disk_bytes: int | None = None) ->
         gated_attention=qwen35, linear_layers=linear, linear_k_heads=text.get("linear_num_key_heads", 0),
         linear_v_heads=text.get("linear_num_value_heads", 0), linear_k_dim=text.get("linear_key_head_dim", 0),
         linear_v_dim=text.get("linear_value_head_dim", 0), conv_kernel=text.get("linear_conv_kernel_dim", 4),
-        extra_params=config.get("extra_params", 0), disk_bytes=disk_bytes or config.get("disk_bytes"))
+        extra_params=config.get("extra_params", 0), disk_bytes=disk_bytes or config.get("disk_bytes"),
+        largest_shard=largest_shard)
 
 
 def model_shape(model: str) -> ModelShape:
@@ -131,8 +134,8 @@ def model_shape(model: str) -> ModelShape:
     path = Path(model).expanduser()
     if (path / "config.json").is_file():
         config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-        disk = sum(f.stat().st_size for f in path.glob("*.safetensors")) or None
-        return shape_from_config(str(path), config, disk)
+        sizes = [f.stat().st_size for f in path.glob("*.safetensors")]
+        return shape_from_config(str(path), config, sum(sizes) or None, max(sizes, default=None))
     known = next((k for k in PUBLISHED if model == k or path.name == k.rsplit("/", 1)[-1]), None)
     if known:  # the id, or a copy of it on a box (/models/Qwen3.5-27B)
         return shape_from_config(model, PUBLISHED[known])

@@ -73,9 +73,13 @@ def estimate_job(cfg, shape: ModelShape, machine: Machine) -> JobPlan:
     memory = train_memory(cfg, shape, machine, _rows(cfg.data))
     capacity = machine.device_gib * GIB
     default = "none"
-    if cfg.gates:
-        default = "process" if memory.need("process") <= TIGHT_ABOVE * capacity or not _in_process_allowed(cfg) \
-            else "in_process"
+    if cfg.gates:  # a gate process when a second copy fits; else other boxes when there are any; else in process
+        if memory.need("process") <= TIGHT_ABOVE * capacity:
+            default = "process"
+        elif cfg.gates.boxes:
+            default = "fanout"
+        else:
+            default = "in_process" if _in_process_allowed(cfg) else "process"
     mode = (cfg.gates.mode if cfg.gates.mode != "auto" else default) if cfg.gates else "none"
     need = memory.need(mode)
     disk = sum(memory.disk.values())
@@ -101,9 +105,13 @@ def _changes(cfg, machine: Machine):
         t = t.model_copy(update={"gradient_checkpointing": True})
         cfg = cfg.model_copy(update={"training": t})
         yield "training.gradient_checkpointing = true", cfg
-    if cfg.gates and cfg.gates.mode in ("process", "auto") and _in_process_allowed(cfg):
-        cfg = cfg.model_copy(update={"gates": cfg.gates.model_copy(update={"mode": "in_process"})})
-        yield '[gates] mode = "in_process"', cfg
+    if cfg.gates and cfg.gates.mode in ("process", "auto"):
+        if cfg.gates.boxes:
+            cfg = cfg.model_copy(update={"gates": cfg.gates.model_copy(update={"mode": "fanout"})})
+            yield f'[gates] mode = "fanout" (gates on {", ".join(cfg.gates.boxes)})', cfg
+        elif _in_process_allowed(cfg):
+            cfg = cfg.model_copy(update={"gates": cfg.gates.model_copy(update={"mode": "in_process"})})
+            yield '[gates] mode = "in_process"', cfg
     while t.batch_size > 1:
         t = t.model_copy(update={"batch_size": t.batch_size // 2, "grad_accum": t.grad_accum * 2})
         cfg = cfg.model_copy(update={"training": t})
@@ -130,6 +138,6 @@ def plan_training(cfg, machine: Machine, shape: ModelShape | None = None) -> Job
                 plan.change = "; ".join(done) + f" → {trial.verdict} at {trial.need_gib:.1f} GiB"
                 break
         else:
-            plan.change = "none of gradient checkpointing, in-process gating, batch 1, 4-bit or shorter sequences " \
+            plan.change = "none of gradient checkpointing, gating elsewhere, batch 1, 4-bit or shorter sequences " \
                           "is enough: a box with more memory (or more GPUs under FSDP)"
     return plan

@@ -44,6 +44,13 @@ def weights_dtype(cfg: TrainJobConfig):
     return getattr(torch, cfg.dtype)
 
 
+def trains_bf16(cfg: TrainJobConfig) -> bool:
+    """bf16 mixed precision: on CUDA for QLoRA (bf16 compute) and bf16 weights; never on CPU."""
+    import torch
+
+    return has_cuda() and (cfg.quantization == "4bit" or weights_dtype(cfg) == torch.bfloat16)
+
+
 def local_rank() -> int:
     import os
 

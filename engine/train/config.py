@@ -69,7 +69,7 @@ class TrainingSettings(JobConfig):
         return self
 
 
-GATING_MODES = ("auto", "in_process", "process")
+GATING_MODES = ("auto", "in_process", "process", "fanout")
 
 
 class CheckpointGating(GateSettings):
@@ -79,8 +79,13 @@ class CheckpointGating(GateSettings):
     mode: Literal[GATING_MODES] = Field(
         "auto", description="in_process: the training process scores each saved checkpoint with the model it holds "
                             "(no second copy; training pauses meanwhile); process: a gate job per checkpoint beside "
-                            "training (a second copy of the base); auto: process when a second copy fits this "
-                            "machine, else in_process")
+                            "training (a second copy of the base); fanout: a gate job per checkpoint on one of "
+                            "`boxes`, started by whoever follows the run (`slayer run`, `slayer runs attach`); "
+                            "auto: process when a second copy fits this machine, else fanout when `boxes` are set, "
+                            "else in_process")
+    boxes: list[str] = Field(default_factory=list,
+                             description="fanout: the boxes that gate checkpoints (from `slayer boxes`), one job "
+                                         "per box at a time")
     quantization: Literal["none", "4bit"] = Field(
         "none", description="process: 4bit loads the gated base in NF4 (CUDA); in_process scores the "
                             "model as training holds it")
@@ -94,6 +99,12 @@ class CheckpointGating(GateSettings):
     max_parallel: int = Field(1, ge=1, description="gate jobs running at once; later checkpoints wait in line")
 
     empty_hint: ClassVar[str | None] = " (or drop the [gates] table)"
+
+    @model_validator(mode="after")
+    def _fanout_needs_boxes(self):
+        if self.mode == "fanout" and not self.boxes:
+            raise ValueError('mode = "fanout" needs boxes = ["NAME", …] (gate boxes from `slayer boxes`)')
+        return self
 
 
 class TrainJobConfig(JobConfig):

@@ -30,6 +30,7 @@ from engine.train.config import CheckpointGating
 
 ROOT = Path(engine.__file__).resolve().parents[1]
 META = ("run", "seq", "ts", "type")
+FANOUT_REQUEST = "fanout.toml"  # outputs/gates/ckpt-<step>/, read by remotes.gatefan
 
 
 def _die_with_parent() -> None:
@@ -229,12 +230,53 @@ def choose_mode(cfg, source: str) -> str:
     if mode == "in_process" and cfg.launcher == "accelerate" and cfg.distributed == "fsdp" and cfg.num_processes > 1:
         raise SpecError(f'{source}: [gates] mode = "in_process" cannot score a model FSDP shards over '
                         f'{cfg.num_processes} processes; use mode = "process"')
-    if mode != "auto":
-        return mode
-    from engine.plan import estimate_job, model_shape, this_machine
+    if mode == "auto":
+        from engine.plan import estimate_job, model_shape, this_machine
 
-    shape = model_shape(cfg.model)
-    return estimate_job(cfg, shape, this_machine()).gating_default
+        mode = estimate_job(cfg, model_shape(cfg.model), this_machine()).gating_default
+    if mode == "fanout" and cfg.base_adapter:
+        raise SpecError(f'{source}: [gates] mode = "fanout" cannot gate a stacked run (its merged base is built on '
+                        'the training box only); use mode = "in_process" or "process"')
+    return mode
+
+
+class FanoutRequests:
+    """`mode = "fanout"`: the training process gates nothing. Each checkpoint's gate job is written to
+    outputs/gates/ckpt-<step>/fanout.toml before the checkpoint event announces it; whoever follows the run
+    (remotes.gatefan) uploads the adapter to one of [gates] boxes and runs the job there. The job is the one a
+    `process` gater would run (same settings, so the same fingerprints), written portably: the model and the gate
+    files as job.toml names them (tiny:/assets: references resolve on the gate box), the device left to the box
+    when [gates] says auto, and each subject's recipe as it is here, so a result keeps the checkpoint's identity
+    whatever path the adapter has on the gate box."""
+
+    def __init__(self, ctx, run_name: str, head: dict):
+        self.ctx, self.run_name = ctx, run_name
+        self.done: set[tuple[str, str]] = set()  # results come back to the store, not to this run
+        raw = CheckpointGating.model_validate(head["gates"])
+        self.shared = raw.model_dump(mode="json", exclude_none=True, include=set(GateSettings.model_fields))
+        self.shared.update(files={k: _abs(v) for k, v in raw.files.items()},
+                           fewshot_files={k: _abs(v) for k, v in raw.fewshot_files.items()})
+        if raw.device == "auto":
+            del self.shared["device"]
+        self.model = head["model"]
+
+    def submit(self, step: int, pairs: list[tuple[dict, dict]]) -> None:
+        from engine.subjects import Recipe
+
+        tables = [{**table, "model": self.model, "recorded_as": Recipe.from_dict(subject["recipe"]).model_dump(
+            mode="json", exclude_none=True)} for subject, table in pairs]
+        out = self.ctx.outputs / "gates" / f"ckpt-{step}" / FANOUT_REQUEST
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(dumps_toml({"kind": "gate", "name": f"{self.run_name}-gate-ckpt-{step}", **self.shared,
+                                   "subjects": tables}), encoding="utf-8")
+        os.replace(tmp, out)
+
+    def close(self) -> None:
+        """Nothing runs here."""
+
+    def cancel(self) -> None:
+        """Nothing runs here."""
 
 
 def gate_loading(cfg, mode: str) -> tuple[str, dict]:

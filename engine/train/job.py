@@ -47,7 +47,9 @@ limit = 8                     # first 8 items per gate: a quick look while train
 base = true                   # score the base too (once per experiment), so each checkpoint gets a delta row
 mode = "in_process"           # score with the model training holds (no second copy; training pauses);
                               # process: a gate job beside training (a second copy of the base);
+                              # fanout: a gate job per checkpoint on one of `boxes`, run by `slayer run`'s follower;
                               # auto: what `slayer plan` picks for the box (process when a second copy fits)
+# boxes = ["simp"]            # fanout: gate boxes from `slayer boxes` (one job per box at a time)
 quantization = "none"         # process: "4bit" loads the gated base in NF4 (CUDA)
 device_map = "none"           # process: "auto" spreads it over every GPU (CUDA)
 device = "auto"

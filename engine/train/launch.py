@@ -68,18 +68,23 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def accelerate_command(cfg, run_dir: Path) -> list[str]:
+def accelerate_command(cfg, run_dir: Path, bf16: bool) -> list[str]:
+    """`bf16`: the workers train in bf16 (engine.train.adapter.trains_bf16). FSDP casts what it gathers to the
+    launcher's mixed precision, and a QLoRA run under FSDP stores its NF4 weights as bf16
+    (`bnb_4bit_quant_storage`): "no" would leave FSDP's policy unset while the Trainer asks for bf16
+    (transformers then sets the policy from the quant storage, `update_fsdp_plugin_peft`), so the launch says
+    bf16 itself. On CPU it stays "no": a CPU worker reads ACCELERATE_MIXED_PRECISION and would autocast to bf16."""
     mode = ["--use_fsdp", "--fsdp_sharding_strategy", "FULL_SHARD", "--fsdp_auto_wrap_policy",
             "TRANSFORMER_BASED_WRAP", "--fsdp_state_dict_type", "FULL_STATE_DICT", "--fsdp_use_orig_params", "true"] \
         if cfg.distributed == "fsdp" else ["--multi_gpu"]
     return [sys.executable, "-m", "accelerate.commands.launch", *mode, "--num_processes", str(cfg.num_processes),
-            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+            "--num_machines", "1", "--mixed_precision", "bf16" if bf16 else "no", "--dynamo_backend", "no",
             "--main_process_port", str(_free_port()), "-m", "engine.train.launch", str(run_dir)]
 
 
 def launch(cfg, ctx) -> None:
     """Run the workers and relay the main worker's events until they all exit."""
-    from engine.train.adapter import has_cuda
+    from engine.train.adapter import has_cuda, trains_bf16
     from engine.train.gating import ROOT
 
     path = ctx.outputs / RELAY
@@ -88,7 +93,7 @@ def launch(cfg, ctx) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     if not has_cuda():
         env["ACCELERATE_USE_CPU"] = "true"
-    proc = subprocess.Popen(accelerate_command(cfg, ctx.run_dir), cwd=ROOT, env=env, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(accelerate_command(cfg, ctx.run_dir, trains_bf16(cfg)), cwd=ROOT, env=env, stdin=subprocess.DEVNULL)
     offset = 0
     try:
         while proc.poll() is None:

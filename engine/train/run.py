@@ -20,7 +20,8 @@ from engine.subjects import Recipe, make_subject
 from engine.train import adapter as adapters
 from engine.train import stack
 from engine.train.config import TrainJobConfig
-from engine.train.gating import BaseResults, CheckpointGater, check_gates, format_mismatch, read_events
+from engine.train.gating import (BaseResults, CheckpointGater, FanoutRequests, check_gates, format_mismatch,
+                                 read_events)
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", stack.META_FILE)
 
@@ -107,18 +108,23 @@ class Checkpoints:
         events = read_events(ctx.run_dir / "events.jsonl")
         self.emitted = {e["step"]: e for e in events if e["type"] == "checkpoint"}
         done = {(e["subject"]["id"], e["gate"]) for e in events if e["type"] == "gate_result"}
-        self.gater = None
+        self.gater, self.mode = None, None
         self.base_pending = bool(cfg.gates and cfg.gates.base and is_main)
         if not (cfg.gates and is_main):
             return
         self.mode = choose_mode(cfg, plan.source)
         dtype, loading = gate_loading(cfg, self.mode)
-        self.base_results = BaseResults(ctx.run_dir.parent / ".base_gates", _head(ctx).get("experiment") or "",
+        head = _head(ctx)
+        self.base_results = BaseResults(ctx.run_dir.parent / ".base_gates", head.get("experiment") or "",
                                         cfg.gates, {"dtype": dtype, **loading})
         if self.mode == "in_process":
             from engine.train.inprocess import InProcessGater
 
             self.gater = InProcessGater(cfg.gates, ctx, done, self._result, loading, dtype)
+        elif self.mode == "fanout":
+            self.gater = FanoutRequests(ctx, self.name, head)
+            ctx.log(f"gating: fanout to {', '.join(cfg.gates.boxes)} (started by whoever follows this run)")
+            return
         else:
             self.gater = CheckpointGater(cfg.gates, ctx, self.name, done, plan.source, self._result)
         ctx.log(f"gating: {self.mode} ({dtype}{', ' + ', '.join(loading.values()) if loading else ''})")
@@ -136,6 +142,8 @@ class Checkpoints:
     def saved(self, step: int, epoch: float | None, path: str | Path) -> None:
         path = Path(path)
         subject = checkpoint_subject(self.name, step, self.plan, path, self.training)
+        if self.mode == "fanout":  # the gate request is on disk before the event its follower acts on
+            self._gate(step, subject)
         if step not in self.emitted:
             meta = {**self.extra_meta, **self.stopped}
             stack.write_meta(path, {"training": self.plan.kind, "stack": list(self.plan.stack),
@@ -146,7 +154,8 @@ class Checkpoints:
             self.ctx.checkpoint(step, path.resolve(), subject, epoch=epoch, adapter=self.summary,
                                 training=self.plan.kind, stack=list(self.plan.stack), **meta)
             self.emitted[step] = {"step": step, "subject": subject}
-        self._gate(step, subject)
+        if self.mode != "fanout":
+            self._gate(step, subject)
 
     def _gate(self, step: int, subject: dict) -> None:
         if self.gater is None:
@@ -203,11 +212,10 @@ def _epoch_of(path: Path) -> float | None:
 def trainer_arguments(cfg: TrainJobConfig, ctx) -> dict:
     """TrainingArguments shared by every kind (the kind picks the TRL config class). Every checkpoint is kept:
     each is a subject. FSDP comes from the launcher's environment (`accelerate launch --use_fsdp`)."""
-    import torch
 
     t = cfg.training
     cuda = adapters.has_cuda()
-    bf16 = cuda and (cfg.quantization == "4bit" or adapters.weights_dtype(cfg) == torch.bfloat16)
+    bf16 = adapters.trains_bf16(cfg)
     return dict(
         output_dir=str(checkpoints_dir(ctx)), learning_rate=t.learning_rate, num_train_epochs=t.epochs,
         max_steps=t.max_steps or -1, per_device_train_batch_size=t.batch_size,

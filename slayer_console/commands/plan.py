@@ -23,9 +23,15 @@ def plan(spec_path: str, box: str, fmt: str) -> None:
     spec = load_spec(spec_path)
     result = plan_spec(settings().home, spec, box)
     if result is None:
-        raise SpecError(f"{spec_path}: {spec.kind.name} jobs are not planned (train.* jobs are: they hold a model "
-                        "while training)")
-    if fmt == "json":
+        raise SpecError(f"{spec_path}: {spec.kind.name} jobs are not planned (train.*, merge.sweep and export.gguf "
+                        "are: they hold or write a model)")
+    if fmt == "json" and not hasattr(result, "gating"):  # merge.sweep, export.gguf: what they write and hold
+        print_json({"box": box, "verdict": result.verdict, "need_gib": round(result.need_gib, 3),
+                    "capacity_gib": round(result.capacity_gib, 3), "disk_gib": round(result.disk_gib, 3),
+                    "change": result.change, "reasons": result.reasons, "memory": result.memory_where,
+                    "disk_terms_gib": {k: round(v / 2**30, 3) for k, v in result.disk.items()},
+                    "memory_terms_gib": {k: round(v / 2**30, 3) for k, v in result.memory.items()}})
+    elif fmt == "json":
         m = result.memory
         print_json({"box": box, "verdict": result.verdict, "need_gib": round(result.need_gib, 3),
                     "capacity_gib": round(result.capacity_gib, 3), "disk_gib": round(result.disk_gib, 3),

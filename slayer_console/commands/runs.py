@@ -30,7 +30,7 @@ def run(spec_path: str, box: str, detach: bool, experiment: str | None, quiet: b
     from engine.jobs import load_spec
     from remotes.drivers import driver_for
     from slayer_console.launching import check_policy, override_line, record_overrides
-    from slayer_console.planning import check_fits
+    from slayer_console.planning import check_fits, check_gate_boxes
 
     spec = load_spec(spec_path)
     cfg = settings()
@@ -38,6 +38,7 @@ def run(spec_path: str, box: str, detach: bool, experiment: str | None, quiet: b
     driver.admit(spec)  # before planning: a job the box cannot run at all is refused in one line
     if not force:
         check_fits(cfg.home, spec_path, spec, box, note=lambda line: click.echo(line, err=True))
+    check_gate_boxes(cfg.home, spec_path, spec)
     experiment = experiment or spec.experiment or "default"
     overrides = check_policy(cfg, spec, experiment, spec_path)
     for override in overrides:

@@ -170,8 +170,8 @@ class JobsScreen(ModeScreen):
         from slayer_console.launching import launch
 
         store = await asyncio.to_thread(self.app.store)
-        driver, handle = await launch(self.app.settings, store, request, self.app.confirm_host_key)
-        if not driver.local:  # local runs are ingested by the app's poll
+        _, handle, follow = await launch(self.app.settings, store, request, self.app.confirm_host_key)
+        if follow:  # other local runs are ingested by the app's poll
             self.app.follow_remote(handle.run_id)
         self.notify(f"launched {handle.run_id} on {request.box}")
         self.focus_run(handle.run_id)
