@@ -146,6 +146,15 @@ class LocalDriver:
         """Results are already here."""
         return None
 
+    async def read_file(self, run, rel: str) -> bytes | None:
+        """A file of the run's directory (None when it is not there yet)."""
+        path = Path(run.run_dir) / rel
+        return path.read_bytes() if path.is_file() else None
+
+    async def fetch(self, run, folder: str, names: tuple[str, ...]) -> Path:
+        """A folder of the run (an absolute path on its box) as a folder here: it is here already."""
+        return Path(folder)
+
 
 class SSHDriver:
     """An SSH box (vast.ai boxes too): detached under setsid with a pid file, followed over SFTP."""
@@ -224,6 +233,27 @@ class SSHDriver:
         from remotes.sync import sync_run
 
         return await sync_run(self.home, self.store, run_id)
+
+    async def read_file(self, run, rel: str) -> bytes | None:
+        """A file of the run's directory, over SFTP (None when it is not there yet)."""
+        import asyncssh
+
+        from remotes.ssh import connect_box
+
+        async with connect_box(self.box, self.home) as conn, conn.start_sftp_client() as sftp:
+            try:
+                async with sftp.open(f"{run.run_dir}/{rel}", "rb") as f:
+                    return await f.read()
+            except asyncssh.SFTPNoSuchFile:
+                return None
+
+    async def fetch(self, run, folder: str, names: tuple[str, ...]) -> Path:
+        """These files of a folder of the run (an absolute path on the box), pulled home (remotes.sync)."""
+        from remotes.sync import sync_run
+
+        rel = folder.removeprefix(run.run_dir.rstrip("/") + "/")
+        await sync_run(self.home, self.store, run.id, paths=tuple(f"{rel}/{name}" for name in names))
+        return self.home / "runs" / run.id / rel
 
 
 DRIVERS = {"local": LocalDriver, "ssh": SSHDriver, "vast": SSHDriver}

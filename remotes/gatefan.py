@@ -42,46 +42,18 @@ async def check_gate_boxes(home, boxes: list[str], source: str) -> None:
     """Before a launch: every gate box is known, an ssh box, and answers with a working engine (one line else)."""
     from remotes.bootstrap import check_engine
 
+    from remotes.drivers import driver_for
+
     for name in boxes:
         try:
-            box = get_box(home, name)
-            if box.kind == "local":
-                raise BoxError("box local is this machine: gate beside training with mode = \"process\" instead")
-            async with connect_box(box, home) as conn:
-                await check_engine(conn, box)
+            driver = driver_for(home, None, name)
+            if driver.local:
+                raise BoxError(f"box {name} is this machine: gate beside training with mode = \"process\" instead")
+            async with connect_box(driver.box, home) as conn:
+                await check_engine(conn, driver.box)
         except BoxError as e:
             raise BoxError(f"{source}: [gates] boxes: {e}; fix the box (`slayer boxes check {name}`) or take it "
                            "out of the list") from None
-
-
-class RunFiles:
-    """Files of a run wherever its box is: read here for a local run, over SFTP for a remote one."""
-
-    def __init__(self, home, store, run):
-        self.home, self.store, self.run = home, store, run
-        self.box = get_box(home, run.box)
-
-    async def read(self, rel: str) -> bytes | None:
-        if self.box.kind == "local":
-            path = Path(self.run.run_dir) / rel
-            return path.read_bytes() if path.is_file() else None
-        async with connect_box(self.box, self.home) as conn, conn.start_sftp_client() as sftp:
-            try:
-                async with sftp.open(f"{self.run.run_dir}/{rel}", "rb") as f:
-                    return await f.read()
-            except asyncssh.SFTPNoSuchFile:
-                return None
-
-    async def here(self, folder: str) -> Path:
-        """A checkpoint folder of the run (an absolute path on its box) as a folder here: itself for a local run,
-        else its adapter files pulled home (remotes.sync)."""
-        if self.box.kind == "local":
-            return Path(folder)
-        from remotes.sync import sync_run
-
-        rel = folder.removeprefix(self.run.run_dir.rstrip("/") + "/")
-        await sync_run(self.home, self.store, self.run.id, paths=tuple(f"{rel}/{name}" for name in ADAPTER_FILES))
-        return Path(self.home) / "runs" / self.run.id / rel
 
 
 async def upload(home, box_name: str, files: list[Path], name: str) -> str:
@@ -118,8 +90,10 @@ class FanoutGating:
     """Watches one training run's checkpoints in the store and gates each on the pool of gate boxes."""
 
     def __init__(self, home, store, run, boxes: list[str], on_state: Callable[[str], None] | None, poll_s: float):
+        from remotes.drivers import driver_for
+
         self.home, self.store, self.run = home, store, run
-        self.files = RunFiles(home, store, run)
+        self.driver = driver_for(home, store, run.box)  # of the training run's box: its files
         self.pool = FanOut(home, store, boxes, prepare=self._prepare, on_state=on_state, poll_s=poll_s)
         self.on_state, self.poll_s = on_state, poll_s
         self.seen: set[int] = set()
@@ -133,7 +107,7 @@ class FanoutGating:
             if step in self.seen:
                 continue
             self.seen.add(step)
-            raw = await self.files.read(REQUEST.format(step=step))
+            raw = await self.driver.read_file(self.run, REQUEST.format(step=step))
             if raw is None:  # `auto` chose another mode on the training box
                 continue
             job_id = f"{self.run.id}-gate-ckpt-{step}"
@@ -151,7 +125,7 @@ class FanoutGating:
                 self.auto_device.add(spec.name)
             for s in spec.config.subjects:
                 if s.adapter:
-                    self.sources[s.adapter] = await self.files.here(s.adapter)
+                    self.sources[s.adapter] = await self.driver.fetch(self.run, s.adapter, ADAPTER_FILES)
             self.pool.submit(spec, run_id=job_id)
 
     async def _prepare(self, box: str, spec: JobSpec) -> JobSpec:
@@ -193,12 +167,13 @@ async def gate_alongside(home, store, run_id: str, follow, on_state: Callable[[s
                          poll_s: float = 0.2) -> str:
     """Await `follow` (a coroutine that follows the run to its end, returning its final status); when the run gates
     by fan-out, gate its checkpoints meanwhile and return only when their gate jobs have ended too."""
+    from remotes.drivers import driver_for
     from store.queries import get_run
 
     run = get_run(store, run_id)
     following = asyncio.ensure_future(follow)
     try:
-        boxes = await _gate_boxes(RunFiles(home, store, run), following, on_state, poll_s) \
+        boxes = await _gate_boxes(driver_for(home, store, run.box), run, following, on_state, poll_s) \
             if run.kind.startswith("train.") else []
         if not boxes:
             return await following
@@ -221,14 +196,14 @@ async def gate_alongside(home, store, run_id: str, follow, on_state: Callable[[s
     return status
 
 
-async def _gate_boxes(files: RunFiles, following, on_state, poll_s: float) -> list[str]:
+async def _gate_boxes(driver, run, following, on_state, poll_s: float) -> list[str]:
     """The run's fan-out gate boxes, from its job.toml (written when the job starts: waited for)."""
     while True:
         try:
-            raw = await files.read("job.toml")
+            raw = await driver.read_file(run, "job.toml")
         except (BoxError, OSError, asyncssh.Error) as e:  # following copes with outages; gating starts next time
             if on_state:
-                on_state(f"{e}: checkpoints that gate by fan-out wait for `slayer runs attach {files.run.id}`")
+                on_state(f"{e}: checkpoints that gate by fan-out wait for `slayer runs attach {run.id}`")
             return []
         if raw is not None:
             return fanout_boxes(tomllib.loads(raw.decode()))
