@@ -4,7 +4,8 @@
 #      checkpoints, each gated IN PROCESS (the training model scores its own checkpoints, base once);
 #   2. a gate job on the last checkpoint with the base loaded in 4-bit (its fingerprint must equal the
 #      in-process one: NF4 + bf16);
-#   3. merge.sweep of the adapter (one scale, one TIES candidate) and 4. export.gguf of the ×0.5 subject.
+#   3. merge.sweep of the adapter (one scale, one TIES candidate) and 4. export.gguf of the ×0.5 subject (its
+#      files' size beside `slayer plan`'s disk estimate).
 # Every step prints its peak GPU memory (torch.cuda.max_memory_allocated) beside `slayer plan`'s estimate.
 #
 #   bash bench/gpu_smoke.sh [OUT_DIR]        # from the repository root; a few minutes; prints a summary
@@ -33,7 +34,7 @@ from pathlib import Path
 import torch, transformers, peft, trl, bitsandbytes
 
 from engine.jobs import parse_spec
-from engine.plan import plan_training, this_machine
+from engine.plan import plan_export, plan_training, this_machine
 from engine.plan.machine import GIB
 from engine.plan.memory import gate_inference_bytes, weight_bytes
 from engine.plan.shape import model_shape
@@ -109,6 +110,11 @@ if last:
                   "adapter": last, "scale": 0.5, "quants": ["Q8_0"], "device": "cuda"}
         status, _ = step("export", export)
         checks["export succeeded"] = status == "succeeded"
+        planned = plan_export(parse_spec(export, "plan").config, this_machine())
+        written = sum(f.stat().st_size for f in (out / "export" / "outputs").rglob("*")
+                      if f.suffix in (".gguf", ".safetensors"))
+        # printed, not checked: on the tiny model the tokenizer is a large share of each file
+        print(f"export disk: planned {planned.disk_gib:.4f} GiB, written {written / GIB:.4f} GiB")
     else:
         print("export skipped: llama-cpp-python is not installed")
 

@@ -168,3 +168,17 @@ def test_an_export_that_cannot_fit_names_the_quant_to_drop(home, tmp_path):
     launched = slayer("run", str(spec), "--box", "3090", home=home)
     assert launched.returncode == 2 and "DOES NOT FIT" in launched.stderr
     assert not (home / "runs").exists() or not any((home / "runs").iterdir())
+
+
+def test_auto_gating_fans_out_only_with_boxes_and_no_room_for_a_second_copy():
+    from engine.recipes import recipe, recipe_machine_report
+
+    def pick(box: str, **gates) -> str:
+        data = tomllib.loads(recipe("train.sft", box))
+        data["gates"] = {**data["gates"], "mode": "auto", **gates}
+        return plan_training(parse_spec(data, box).config, machine_from_report(recipe_machine_report(box))) \
+            .gating_default
+
+    assert pick("3090") == "in_process"  # no room for a second copy, no gate boxes
+    assert pick("3090", boxes=["simp2"]) == "fanout"
+    assert pick("gb10", boxes=["simp2"]) == "process"  # a second 4-bit copy fits beside training
