@@ -83,7 +83,7 @@ def _power(specs, tolerance: float, discordance: float, experiment: str | None, 
                                                                             "enough"],
                 [[r["gate"], r["axis"], count(r["n"]), "—" if r["needed"] is None else f"{r['needed']:,}", r["source"],
                   enough(r)] for r in per_gate])
-    print_table(f"per axis (its gates' paired items pooled; the plan's tolerance is per axis)",
+    print_table("per axis (its gates' paired items pooled; the plan's tolerance is per axis)",
                 ["axis", "gates", "n", "needed", "from", "enough"],
                 [[r["axis"], len(r["gates"]), count(r["n"]), "—" if r["needed"] is None else f"{r['needed']:,}",
                   r["source"], enough(r)] for r in per_axis])
