@@ -38,10 +38,11 @@ def fanout_boxes(job: dict) -> list[str]:
     return list(gates.get("boxes") or []) if gates.get("mode", "auto") in ("fanout", "auto") else []
 
 
-async def check_gate_boxes(home, boxes: list[str], source: str) -> None:
-    """Before a launch: every gate box is known, an ssh box, and answers with a working engine (one line else)."""
+async def check_gate_boxes(home, boxes: list[str], source: str, device_auto: bool) -> None:
+    """Before a launch: every gate box is known, an ssh box, answers with a working engine, and — when [gates]
+    device is auto — has a `boxes check` record saying whether it has a GPU (one line else)."""
     from remotes.bootstrap import check_engine
-
+    from remotes.check import load_report
     from remotes.drivers import driver_for
 
     for name in boxes:
@@ -49,6 +50,8 @@ async def check_gate_boxes(home, boxes: list[str], source: str) -> None:
             driver = driver_for(home, None, name)
             if driver.local:
                 raise BoxError(f"box {name} is this machine: gate beside training with mode = \"process\" instead")
+            if device_auto:
+                load_report(home, name)
             async with connect_box(driver.box, home) as conn:
                 await check_engine(conn, driver.box)
         except BoxError as e:

@@ -59,10 +59,11 @@ def gate_boxes(spec) -> list[str]:
 
 
 def check_gate_boxes(home, source: str, spec) -> None:
-    """Before a launch: each gate box is known and answers with a working engine (SpecError, one line)."""
+    """Before a launch: each gate box is known, answers with a working engine and, for [gates] device = "auto",
+    was checked (SpecError, one line)."""
     import asyncio
 
     from remotes.gatefan import check_gate_boxes as check
 
     if gate_boxes(spec):
-        asyncio.run(check(home, gate_boxes(spec), source))
+        asyncio.run(check(home, gate_boxes(spec), source, spec.config.gates.device == "auto"))

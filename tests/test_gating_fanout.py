@@ -17,7 +17,7 @@ from engine.errors import SpecError
 from engine.jobs import dumps_toml
 from remotes.boxes import get_box, put_box
 from slayer_console.cli import cli
-from sshd import engine_box, register, sshd_factory  # noqa: F401  (fixture)
+from sshd import engine_box, register, sshd, sshd_factory  # noqa: F401  (fixtures)
 from store import Store
 from store.models import Experiment, GateResult, Run, Subject
 from store.queries import get_run
@@ -85,11 +85,38 @@ def test_an_unknown_or_unreachable_gate_box_is_one_line_and_nothing_is_launched(
     server = sshd_factory()
     register(home, engine_box(server, "g1", tmp_path / "g1"), server)
     put_box(home, get_box(home, "g1").model_copy(update={"name": "down", "port": free_port()}))
-    for boxes, needle in ((["g1", "nope"], "no box 'nope'"), (["down"], "cannot reach")):
+    for gates, needle in (({"boxes": ["g1", "nope"]}, "no box 'nope'"), ({"boxes": ["down"]}, "cannot reach"),
+                          ({"boxes": ["g1"], "device": "auto"}, "box 'g1' was never checked")):
         spec = tmp_path / "fanout.toml"
-        spec.write_text(dumps_toml(_job(tmp_path, "fanout", "fan", boxes=boxes)), encoding="utf-8")
+        spec.write_text(dumps_toml(_job(tmp_path, "fanout", "fan", **gates)), encoding="utf-8")
         ran = CliRunner().invoke(cli, ["--home", str(home), "run", str(spec)])
         error = str(ran.exception)
         assert isinstance(ran.exception, SpecError) and "\n" not in error and needle in error, error
         assert "[gates] boxes" in error and "take it out of the list" in error
     assert not (home / "runs").exists() or not any((home / "runs").iterdir())
+
+
+def test_a_remote_training_runs_request_and_adapter_come_through_its_driver(sshd, home, tmp_path):
+    """What the follower needs from a training run on an ssh box: a file read over SFTP, a checkpoint's adapter
+    files pulled home (its optimizer state left there)."""
+    import asyncio
+
+    from engine.train.run import ADAPTER_FILES
+    from remotes.drivers import driver_for
+    from store.ingest import register_run
+
+    register(home, engine_box(sshd, "trainer", tmp_path / "wd"), sshd)
+    run_dir = (tmp_path / "wd" / "runs" / "r1").resolve()
+    ckpt = run_dir / "outputs" / "checkpoints" / "checkpoint-2"
+    ckpt.mkdir(parents=True)
+    for name, data in {"adapter_config.json": b"{}", "adapter_model.safetensors": b"x" * 5000,
+                       "optimizer.pt": b"y" * 9000}.items():
+        (ckpt / name).write_bytes(data)
+    store = Store.open(str(home / "slayer.db"))
+    register_run(store, "r1", kind="train.sft", run_dir=str(run_dir), box="trainer")
+    driver, run = driver_for(home, store, "trainer"), get_run(store, "r1")
+    assert asyncio.run(driver.read_file(run, "outputs/checkpoints/checkpoint-2/adapter_config.json")) == b"{}"
+    assert asyncio.run(driver.read_file(run, "outputs/gates/ckpt-2/fanout.toml")) is None
+    here = asyncio.run(driver.fetch(run, str(ckpt), ADAPTER_FILES))
+    assert here == home / "runs" / "r1" / "outputs" / "checkpoints" / "checkpoint-2"
+    assert (here / "adapter_model.safetensors").read_bytes() == b"x" * 5000 and not (here / "optimizer.pt").exists()
