@@ -67,16 +67,21 @@ def test_every_producer_records_the_recipes_and_ids_it_recorded_before():
 
 
 def test_a_gate_job_records_a_checkpoint_trained_with_kl_to_base_as_that_checkpoint():
-    """Training gates its checkpoints in a separate gate job (mode = "process"): the [[subjects]] table it writes
-    carries the training settings, so the results join the checkpoint, not a twin without kl_to_base."""
+    """Training gates its checkpoints in a separate gate job (mode = "process" or "fanout"): the [[subjects]]
+    table it writes carries the checkpoint's recipe, so the results join the checkpoint, not a twin without
+    kl_to_base (what the table loads may be a copy elsewhere)."""
+    import tomllib
+
     from engine.gates.backend import SubjectSpec
+    from engine.jobs import dumps_toml
+    from engine.train.gating import recorded
     from engine.train.run import Plan, checkpoint_subject
 
     ckpt = checkpoint_subject("run", 30, Plan("sft", "/base", "/base", ("sft",), None, "job.toml"), Path(CKPT),
                               {"kl_to_base": 50.0})
-    table = SubjectSpec(name=ckpt["name"], kind="checkpoint", model="/base", adapter=CKPT,
-                        training={"kl_to_base": 50.0})
-    assert table.subject() == ckpt and ckpt["id"] == "s-1934549aaa59"
+    table = recorded(ckpt, {"name": ckpt["name"], "kind": "checkpoint", "model": "/copy", "adapter": "/copy/ad"})
+    [spec] = tomllib.loads(dumps_toml({"subjects": [table]}))["subjects"]  # as the gate job reads it
+    assert SubjectSpec(**spec).subject() == ckpt and ckpt["id"] == "s-1934549aaa59"
 
 
 def test_a_recipe_is_frozen_and_refuses_what_no_subject_has():

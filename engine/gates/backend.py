@@ -31,9 +31,6 @@ class SubjectSpec(JobConfig):
     model: str | None = Field(None, description="base model: a local HF-format directory or a Hugging Face id")
     adapter: str | None = Field(None, description="PEFT adapter directory (LoRA or DoRA), hf backend")
     scale: float = Field(1.0, description="adapter scale: weights become W + scale·(W_adapted − W)")
-    training: dict[str, float] = Field(default_factory=dict,
-                                       description="hf: training settings in the adapter's recipe (kl_to_base), so "
-                                                   "the result joins the checkpoint training recorded; not used to load")
     backend: Literal["hf", "llama_cpp", "endpoint"] = "hf"
     dtype: Literal[DTYPES] = Field("auto", description="hf: auto = bfloat16 on cuda, float32 on cpu")
     file: str | None = Field(None, description="GGUF file (llama_cpp backend)")
@@ -71,7 +68,7 @@ class SubjectSpec(JobConfig):
             return Recipe.endpoint(self.endpoint.model or self.endpoint.url)
         if self.backend == "llama_cpp":
             return Recipe.gguf(self.file, self.model)
-        return Recipe.hf(self.model, self.adapter, self.scale, training=self.training)
+        return Recipe.hf(self.model, self.adapter, self.scale)
 
     def subject(self) -> dict:
         """The subject record ({id, name, kind, recipe}); the id depends only on what is evaluated."""

@@ -90,6 +90,14 @@ def format_mismatch(data: str, settings: CheckpointGating) -> str | None:
             f"to train what is scored use {fix}")
 
 
+def recorded(subject: dict, table: dict) -> dict:
+    """A gate job's [[subjects]] table that records the subject training made (its recipe: kl_to_base …), wherever
+    and from whatever copy the gate job loads it."""
+    from engine.subjects import Recipe
+
+    return {**table, "recorded_as": Recipe.from_dict(subject["recipe"]).model_dump(mode="json", exclude_none=True)}
+
+
 class CheckpointGater:
     """Runs gate jobs in the background, at most `max_parallel` at once; `close()` waits for all of them."""
 
@@ -109,7 +117,7 @@ class CheckpointGater:
 
     def submit(self, step: int, subjects: list[tuple[dict, dict]]) -> None:
         """Gate these (subject record, gate-job subject table) pairs as the job for checkpoint `step`."""
-        todo = [table for subject, table in subjects if self.missing(subject)]
+        todo = [recorded(subject, table) for subject, table in subjects if self.missing(subject)]
         if todo:
             t = threading.Thread(target=self._run, args=(step, todo), name=f"gate-ckpt-{step}", daemon=True)
             self._threads.append(t)
@@ -261,10 +269,7 @@ class FanoutRequests:
         self.model = head["model"]
 
     def submit(self, step: int, pairs: list[tuple[dict, dict]]) -> None:
-        from engine.subjects import Recipe
-
-        tables = [{**table, "model": self.model, "recorded_as": Recipe.from_dict(subject["recipe"]).model_dump(
-            mode="json", exclude_none=True)} for subject, table in pairs]
+        tables = [{**recorded(subject, table), "model": self.model} for subject, table in pairs]
         out = self.ctx.outputs / "gates" / f"ckpt-{step}" / FANOUT_REQUEST
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(out.name + ".tmp")

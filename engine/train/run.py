@@ -162,10 +162,8 @@ class Checkpoints:
             return
         g = self.cfg.gates
         loading = {"dtype": g.dtype, "quantization": g.quantization, "device_map": g.device_map}
-        # the gate job records the checkpoint's own subject: its training settings are part of the recipe
         pairs = [(subject, {"name": subject["name"], "kind": "checkpoint", "model": self.plan.model_path,
-                            "adapter": subject["recipe"]["adapter"], "scale": 1.0, "backend": "hf",
-                            **({"training": self.training} if self.training else {}), **loading})]
+                            "adapter": subject["recipe"]["adapter"], "scale": 1.0, "backend": "hf", **loading})]
         if self.base_pending:
             self.base_pending = False
             base = make_subject("base", "base", Recipe.hf(self.plan.base_model))
