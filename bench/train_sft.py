@@ -18,10 +18,12 @@ to the end-of-training metrics). The order alternates; median ratios are reporte
 compares train.sft with itself instead: plain, with the drift meter (every 10 steps, 32 replay probes) and with
 kl_to_base = 0.1 (one extra forward of the base per step), same run, rotating order after a warm-up run of each;
 tokens/s of the training loop and the median slowdown of each against plain (goals: meter ≤ 5 % slower, KL ≤ 1.6×
-the time). Each variant's model forwards are counted (a hook on the causal LM), so the table shows the work
-done, not only its time: plain one per step, kl_to_base two, the meter one per probe batch per measurement
-plus the base's once. 50 steps by default: the meter's first measurement also computes the base's side, so a
-short run (20 steps: 2 measurements) overstates its share. One checkpoint, at the end, unless --save-steps.
+the time). Two clocks for the loop: the wall clock and the process's CPU time (steadier on a shared machine; with
+one torch thread it is the work done). Each variant's model forwards are counted (a hook on the causal LM), so
+the table shows the work done, not only its time: plain one per step, kl_to_base two, the meter one per probe
+batch per measurement plus the base's once. 50 steps by default: the meter's first measurement also computes the
+base's side, so a short run (20 steps: 2 measurements) overstates its share. One checkpoint, at the end, unless
+--save-steps.
 The meter's cost is the forward of its probe tokens (32 probes ≈ 2.7k tokens with the tiny tokenizer) against the
 tokens trained in 10 steps: with this script's ~140-token conversations (1.1k tokens a step) that share alone is
 ≈ 12 % (a LoRA step is ≈ 2 forwards: no weight gradients for the frozen base); `--answer-repeat 4` trains
@@ -129,24 +131,53 @@ def counted_forwards():
         hook.remove()
 
 
+@contextmanager
+def loop_cpu_seconds():
+    """A list that gets the process CPU time of each `Trainer.train()` inside the block: on a machine shared with
+    other work (one torch thread) it moves far less than the wall clock."""
+    from transformers import Trainer
+
+    spent: list[float] = []
+    train = Trainer.train
+
+    def timed(self, *args, **kwargs):
+        start = time.process_time()
+        try:
+            return train(self, *args, **kwargs)
+        finally:
+            spent.append(time.process_time() - start)
+
+    Trainer.train = timed
+    try:
+        yield spent
+    finally:
+        Trainer.train = train
+
+
 def anti_drift(a, model: str, data: Path, work: Path) -> None:
     names = list(ANTI_DRIFT)
     loops: dict[str, list[float]] = {n: [] for n in names}
+    cpu: dict[str, list[float]] = {n: [] for n in names}
     tokens, forwards = {}, {}
     for name in names:  # warm-up: imports, first-touch allocations and each variant's own code paths
         ours(a, model, data, work, **json.loads(json.dumps(ANTI_DRIFT[name])))
     for r in range(a.repeats):
         for name in names[r % 3:] + names[:r % 3]:
-            with counted_forwards() as calls:
+            with counted_forwards() as calls, loop_cpu_seconds() as spent:
                 tokens[name], _, loop = ours(a, model, data, work, **json.loads(json.dumps(ANTI_DRIFT[name])))
             forwards[name] = len(calls)
             loops[name].append(loop)
+            cpu[name] += spent
     assert len(set(tokens.values())) == 1, f"the variants trained different token counts: {tokens}"
-    print(f"anti-drift, {a.steps} steps × batch {a.batch}, {tokens['plain']} tokens per run, training-loop tok/s:")
+    print(f"anti-drift, {a.steps} steps × batch {a.batch}, {tokens['plain']} tokens per run; training loop, "
+          "tok/s by the wall clock and by process CPU time:")
     for name in names:
-        ratio = statistics.median(x / p for x, p in zip(loops[name], loops["plain"]))
-        print(f"  {name:12} " + " ".join(f"{tokens[name] / x:7.0f}" for x in loops[name])
-              + f"   median time vs plain {ratio:.3f}×   {forwards[name]} model forwards per run")
+        wall = statistics.median(x / p for x, p in zip(loops[name], loops["plain"]))
+        cpu_ratio = statistics.median(x / p for x, p in zip(cpu[name], cpu["plain"]))
+        print(f"  {name:12} wall " + " ".join(f"{tokens[name] / x:6.0f}" for x in loops[name])
+              + f" ({wall:.3f}×)   cpu " + " ".join(f"{tokens[name] / x:6.0f}" for x in cpu[name])
+              + f" ({cpu_ratio:.3f}×)   {forwards[name]} model forwards per run")
+    print("(×: median time against plain, repeat by repeat)")
 
 
 def main() -> None:
