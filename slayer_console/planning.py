@@ -24,7 +24,12 @@ def plan_spec(home, spec, box: str):
 
     planner = {TrainJobConfig: plan_training, ExportConfig: plan_export, MergeSweepConfig: plan_sweep}
     kind = next((k for k in planner if isinstance(spec.config, k)), None)
-    return planner[kind](spec.config, box_machine(home, box)) if kind else None
+    plan = planner[kind](spec.config, box_machine(home, box)) if kind else None
+    if kind is TrainJobConfig and plan.gating == "fanout":
+        from engine.plan.verdict import plan_gate_boxes
+
+        plan = plan_gate_boxes(plan, spec.config, {name: box_machine(home, name) for name in gate_boxes(spec)})
+    return plan
 
 
 def refusal(source: str, box: str, plan) -> str:

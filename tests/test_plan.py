@@ -182,3 +182,25 @@ def test_auto_gating_fans_out_only_with_boxes_and_no_room_for_a_second_copy():
     assert pick("3090") == "in_process"  # no room for a second copy, no gate boxes
     assert pick("3090", boxes=["simp2"]) == "fanout"
     assert pick("gb10", boxes=["simp2"]) == "process"  # a second 4-bit copy fits beside training
+
+
+def test_fanout_plans_the_gate_job_on_each_gate_box(home, tmp_path):
+    from engine.jobs import dumps_toml
+    from engine.recipes import recipe, recipe_machine_report
+
+    (home / "boxes.toml").write_text('["3090"]\nhost = "a.lan"\n\n[simp2]\nhost = "b.lan"\n', encoding="utf-8")
+    (home / "box_checks").mkdir()
+    for box in ("3090", "simp2"):
+        (home / "box_checks" / f"{box}.json").write_text(json.dumps({**recipe_machine_report("3090"), "box": box}))
+    data = tomllib.loads(recipe("train.sft", "3090"))
+    spec = tmp_path / "fanout.toml"
+    for quantization, verdicts in (("none", (NO_FIT,)), ("4bit", (FITS, TIGHT))):
+        data["gates"] = {**data["gates"], "mode": "fanout", "boxes": ["simp2"], "quantization": quantization}
+        spec.write_text(dumps_toml(data), encoding="utf-8")
+        planned = slayer("plan", str(spec), "--box", "3090", "--format", "json", home=home)
+        result = json.loads(planned.stdout)
+        assert result["verdict"] in verdicts and result["gate_boxes"][0].startswith("gate box simp2: a gate job needs")
+    data["gates"]["quantization"] = "none"  # the refusal line of the bf16 gate job
+    spec.write_text(dumps_toml(data), encoding="utf-8")
+    error = slayer("plan", str(spec), "--box", "3090", home=home).stderr.strip()
+    assert "\n" not in error and "gate box simp2 cannot hold a gate job" in error and 'quantization = "4bit"' in error

@@ -99,6 +99,18 @@ class TrainMemory:
         return fixed + (max(self.activations, extra) if mode == "in_process" else self.activations + extra)
 
 
+def gate_job_bytes(gates, shape: ModelShape, machine: Machine) -> float:
+    """A checkpoint's gate job (`[gates]` settings) on `machine`, per device: its own copy of the base (bf16 on a
+    GPU, float32 on a CPU; NF4 with quantization = "4bit"; spread over the GPUs with device_map = "auto"), one gate
+    batch, and the process's runtime."""
+    cuda = machine.gpu_count > 0
+    copy = weight_bytes(shape, gates.quantization, "bfloat16" if cuda else "float32")
+    if gates.device_map == "auto" and machine.gpu_count > 1:
+        copy /= machine.gpu_count
+    return copy + gate_inference_bytes(shape, gates.batch_size, 2 if cuda else 4) + \
+        (CUDA_CONTEXT if cuda else PYTHON_RUNTIME)
+
+
 def train_memory(cfg, shape: ModelShape, machine: Machine, rows: int | None) -> TrainMemory:
     """`cfg` is a TrainJobConfig; `rows` the number of training examples when the data file is at hand."""
     t, a = cfg.training, cfg.adapter
@@ -122,12 +134,8 @@ def train_memory(cfg, shape: ModelShape, machine: Machine, rows: int | None) -> 
     g = cfg.gates
     gate_extra: dict[str, float] = {}
     if g:
-        inference = gate_inference_bytes(shape, g.batch_size, compute)
-        gate_extra["in_process"] = inference + n_adapter * 4
-        copy = weight_bytes(shape, g.quantization, "bfloat16" if cuda else "float32")
-        if g.device_map == "auto" and machine.gpu_count > 1:
-            copy /= machine.gpu_count
-        gate_extra["process"] = copy + inference + runtime
+        gate_extra["in_process"] = gate_inference_bytes(shape, g.batch_size, compute) + n_adapter * 4
+        gate_extra["process"] = gate_job_bytes(g, shape, machine)
         if g.boxes:
             gate_extra["fanout"] = 0.0  # the gates run on other boxes
     steps = t.max_steps or (math.ceil(rows * t.epochs / (t.batch_size * t.grad_accum * procs)) if rows else 0)

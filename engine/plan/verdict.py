@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.plan.machine import GIB, Machine
-from engine.plan.memory import TrainMemory, train_memory
+from engine.plan.memory import TrainMemory, gate_job_bytes, train_memory
 from engine.plan.shape import ModelShape, model_shape
 
 FITS, TIGHT, NO_FIT = "FITS", "TIGHT", "DOES NOT FIT"
@@ -27,6 +27,7 @@ class JobPlan:
     disk_gib: float
     reasons: list[str] = field(default_factory=list)
     change: str | None = None  # the cheapest change that fits, for a job that does not
+    gate_boxes: list[str] = field(default_factory=list)  # fan-out: a gate job on each gate box
 
     def lines(self) -> list[str]:
         m, gib = self.memory, lambda b: f"{b / GIB:.2f} GiB"  # noqa: E731
@@ -41,6 +42,7 @@ class JobPlan:
         rows += [f"gates, {mode}: +{gib(extra)}" + (" ← this job" if mode == self.gating else "")
                  for mode, extra in m.gate_extra.items()]
         rows += [f"disk, {what}: {gib(b)}" for what, b in m.disk.items()]
+        rows += self.gate_boxes
         rows += m.notes
         rows.append(f"{self.verdict}: {self.need_gib:.1f} GiB of {self.capacity_gib:.1f} GiB per process, "
                     f"{self.disk_gib:.1f} GiB of {self.machine.disk_free_gib:.0f} GiB disk")
@@ -140,4 +142,19 @@ def plan_training(cfg, machine: Machine, shape: ModelShape | None = None) -> Job
         else:
             plan.change = "none of gradient checkpointing, gating elsewhere, batch 1, 4-bit or shorter sequences " \
                           "is enough: a box with more memory (or more GPUs under FSDP)"
+    return plan
+
+
+def plan_gate_boxes(plan: JobPlan, cfg, machines: dict[str, Machine]) -> JobPlan:
+    """Fan-out: does a checkpoint's gate job fit each gate box (as its last `boxes check` saw it)? One that does
+    not makes the job not fit, with the change that would."""
+    for name, machine in machines.items():
+        need, capacity = gate_job_bytes(cfg.gates, plan.shape, machine) / GIB, machine.device_gib
+        plan.gate_boxes.append(f"gate box {name}: a gate job needs {need:.2f} GiB of {capacity:.1f} GiB")
+        if need > capacity:
+            fix = ' (set [gates] quantization = "4bit")' if machine.gpu_count and cfg.gates.quantization == "none" \
+                else ""
+            plan.reasons.append(f"gate box {name} cannot hold a gate job: {need:.1f} GiB, {capacity:.1f} GiB "
+                                f"there{fix}")
+            plan.verdict = NO_FIT
     return plan

@@ -36,6 +36,7 @@ def plan(spec_path: str, box: str, fmt: str) -> None:
         print_json({"box": box, "verdict": result.verdict, "need_gib": round(result.need_gib, 3),
                     "capacity_gib": round(result.capacity_gib, 3), "disk_gib": round(result.disk_gib, 3),
                     "gating": result.gating, "gating_default": result.gating_default, "change": result.change,
+                    "gate_boxes": result.gate_boxes,
                     "reasons": result.reasons,
                     "terms_gib": {k: round(v / 2**30, 3) for k, v in
                                   {"weights": m.weights, "adapter": m.adapter, "activations": m.activations,
