@@ -43,7 +43,7 @@ def test_demo_fast_runs_the_whole_campaign_into_the_store(tmp_path):
     assert decision.verdict == "accept" and decision.reason.startswith("demo: Pareto-best")
     # merge candidates carry their parent checkpoint's name; the accepted one is what was exported
     merges = [r.name for r in table.rows if r.kind == "merge"]
-    assert merges and all(re.fullmatch(r"sft-(no-)?replay-ckpt-\d+ ×0\.5", n) for n in merges), merges
+    assert merges and all(re.fullmatch(r"sft-(no-)?replay-ckpt-\d+ ×0\.[35]", n) for n in merges), merges
     [export] = [r for r in runs if r.kind == "export.gguf" and r.name == "gguf-accepted"]
     exported = tomllib.loads((Path(export.run_dir) / "job.toml").read_text())
     accepted = find_subject(store, decision.subject_id, "demo")[1].recipe

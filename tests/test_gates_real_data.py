@@ -160,3 +160,22 @@ def test_klej_writes_either_format_and_training_warns_on_a_mismatch(tmp_path):
     learned = encoded["input_ids"][len(context):]
     assert all(encoded["assistant_masks"][len(context):]) and learned[-1] == tok.eos_token_id
     assert tok.decode(context + learned[:-1]) == tok.decode(tok.encode(example["prompt"] + example["completion"]))
+    # a mix keeps plain KLEJ rows plain beside chat style rows; each is learned as it is (and no format warning)
+    from engine.data.mix import MixConfig, build_mix
+    from engine.train.data import example_tokenizer
+
+    style = tmp_path / "style.jsonl"
+    style.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"Co sądzisz o {i}?"},
+                                                      {"role": "assistant", "content": f"Jasne, {i} jest super!"}]})
+                             + "\n" for i in range(16)), encoding="utf-8")
+    build_mix(MixConfig(style=str(style), klej=str(tmp_path / "plain.jsonl"), replay_share=0.0, klej_max_share=0.4,
+                        gated=[], guard_against=[f"polish_8tags={klej / '8tags_test.parquet'}"]),
+              tmp_path / "mix.jsonl", tmp_path / "mix.json")
+    mixed = read_examples(str(tmp_path / "mix.jsonl"))
+    plain_rows = [e for e in mixed if isinstance(e, dict)]
+    assert plain_rows and len(plain_rows) < len(mixed) and all(e["completion"].startswith(" ") for e in plain_rows)
+    assert format_mismatch(str(tmp_path / "mix.jsonl"), settings) is None
+    encode = example_tokenizer(tok)
+    assert encode(plain_rows[0]) == plain_tokenizer(tok)(plain_rows[0])
+    chat = encode(next(e for e in mixed if isinstance(e, list)))
+    assert 0 < sum(chat["assistant_masks"]) < len(chat["input_ids"])

@@ -15,6 +15,12 @@ RESPONSE_KEYS = ("response", "output", "answer", "completion")
 CONTEXT_KEYS = ("input", "context")
 
 
+def is_plain(row: dict) -> bool:
+    """A plain example: `prompt` and `completion` strings, learned as raw text with no chat template (TRL's
+    prompt-completion form; what data.klej writes with format = "plain")."""
+    return "messages" not in row and isinstance(row.get("prompt"), str) and isinstance(row.get("completion"), str)
+
+
 def to_messages(row: dict, where: str) -> list[dict]:
     """A row as chat messages: `messages`, or prompt/instruction (+ input/context) with response/output.
 

@@ -17,7 +17,7 @@ from pydantic import Field, model_validator
 
 from engine.data.against import GuardedConfig, guard
 from engine.data.coverage import coverage, markdown_rows, unanchored_lines
-from engine.data.examples import allocate, example_texts, jsonl, report_json, rng, to_messages, write_outputs
+from engine.data.examples import allocate, example_texts, is_plain, jsonl, report_json, rng, to_messages, write_outputs
 from engine.datafiles import read_rows
 from engine.errors import SpecError
 from engine.events import sha256_file
@@ -51,7 +51,9 @@ class MixConfig(GuardedConfig):
 
 
 def _read(path: str, part: str) -> list[dict]:
-    """Rows of one input as {messages, source}; replay rows need source.skill, KLEJ rows source.task."""
+    """Rows of one input as {messages, source}, or {prompt, completion, source} for a plain KLEJ row (data.klej
+    format = "plain": kept plain, so the adapter learns it as its gate scores it); replay rows need source.skill,
+    KLEJ rows source.task."""
     out = []
     need = {"replay": "skill", "klej": "task"}.get(part)
     for i, row in enumerate(read_rows(path)):
@@ -60,7 +62,9 @@ def _read(path: str, part: str) -> list[dict]:
         if need and need not in source:
             raise SpecError(f"{where}: no source.{need} (build this file with data.{part})")
         tag = {**source, "kind": part} if need else {"kind": "style", "row": i}
-        out.append({"messages": to_messages(row, where), "source": tag})
+        example = ({"prompt": row["prompt"], "completion": row["completion"]} if part == "klej" and is_plain(row)
+                   else {"messages": to_messages(row, where)})
+        out.append({**example, "source": tag})
     return out
 
 
@@ -104,12 +108,14 @@ def _counter(tokenizer: str | None) -> Callable[[str], int]:
 
 
 def _label(row: dict) -> str:
+    if "completion" in row:
+        return row["completion"].strip()
     return next(m["content"] for m in reversed(row["messages"]) if m["role"] == "assistant")
 
 
 def _table(rows: list[dict], count: Callable[[str], int]) -> dict:
     """Counts and token counts by source, task, class and skill, with shares of the whole mix."""
-    tokens = [sum(count(m["content"]) for m in r["messages"]) for r in rows]
+    tokens = [sum(count(text) for text in example_texts(r)) for r in rows]
     total_n, total_t = len(rows), sum(tokens)
     dims = {"by_source": lambda r: r["source"]["kind"],
             "by_task": lambda r: r["source"].get("task") if r["source"]["kind"] == "klej" else None,
@@ -192,7 +198,7 @@ def build_mix(config: MixConfig, out: Path, report_path: Path,
               "ratios": shares, "tokens": config.tokenizer or "whitespace", **table, "coverage": cov,
               "warnings": warnings,
               "guard": guard_report}
-    rows = [{"messages": r["messages"], "source": r["source"]} for r in chosen]
+    rows = [{k: r[k] for k in ("messages", "prompt", "completion", "source") if k in r} for r in chosen]
     write_outputs({Path(out): jsonl(rows), Path(report_path): report_json(report),
                    Path(report_path).with_suffix(".md"): markdown(report)})
     say(1, 1, "written")

@@ -86,20 +86,22 @@ def general_facts() -> list[tuple[str, str, list[str], str]]:
     return facts
 
 
-def arithmetic(rng: random.Random, count: int) -> list[tuple[str, str, list[str]]]:
-    """Single-digit sums and products (81 of each at most): enough math items that the pooled general axis
-    can see a drop of the demo's tolerance."""
-    items, seen = [], set()
+def arithmetic(rng: random.Random) -> list[tuple[str, str, list[str], str]]:
+    """Every small sum, product and difference, in the seed's order: 360 items, so the pooled general axis
+    (with the 42 facts, n = 402) has the power to see a drop of the demo's tolerance: McNemar's detectable
+    drop 2.8·√(ψ/n) stays ≤ 5 pp while up to 12 % of the items change their answer (ψ ≤ 0.128)."""
+    items = []
+    span = lambda lo, hi: [str(x) for x in range(lo, hi + 1)]  # noqa: E731
     products = sorted({str(a * b) for a in range(1, 10) for b in range(1, 10)}, key=int)
-    while len(items) < count:
-        op, a, b = rng.choice("+*"), rng.randint(1, 9), rng.randint(1, 9)
-        if (op, a, b) in seen:
-            continue
-        seen.add((op, a, b))
-        if op == "+":
-            items.append((f"What is {a} plus {b}?", str(a + b), [str(x) for x in range(2, 19)], f"Compute {a} + {b}."))
-        else:
+    for a in range(1, 10):
+        for b in range(1, 10):
+            items.append((f"What is {a} plus {b}?", str(a + b), span(2, 18), f"Compute {a} + {b}."))
             items.append((f"What is {a} times {b}?", str(a * b), products, f"Compute {a} * {b}."))
+            items.append((f"What is {a + 9} plus {b}?", str(a + 9 + b), span(11, 27), f"Compute {a + 9} + {b}."))
+    for a in range(2, 19):
+        for b in range(1, min(a, 10)):
+            items.append((f"What is {a} minus {b}?", str(a - b), span(1, 17), f"Compute {a} - {b}."))
+    rng.shuffle(items)
     return items
 
 
@@ -115,9 +117,13 @@ def _arc_rows(items, rng: random.Random) -> list[dict]:
     return rows
 
 
-def pretraining_text(facts, sums, rng: random.Random, repeats: int) -> list[str]:
+def pretraining_text(facts, sums, polish: list[str], rng: random.Random, repeats: int) -> list[str]:
+    """General facts and arithmetic (each in its test phrasing and its replay phrasing), plain sentences, and
+    `polish`: KLEJ-shaped examples (the gates' prompts with their answers) from a split of their own, so the base
+    starts between chance and perfect on the Polish tasks instead of answering one class everywhere."""
     lines = []
     for _ in range(repeats):
+        lines += polish
         for q, a, _, other in facts + sums:
             lines.append(f"Question: {q}\nAnswer: {a}")
             lines.append(f"Question: {other}\nAnswer: {a}")
@@ -157,22 +163,32 @@ def _dyk_row(rng: random.Random) -> dict:
             "answer": answer, "target": int(correct)}
 
 
-def _split(rows: list[dict], key, n_test: int) -> tuple[list[dict], list[dict]]:
-    """Unique rows by `key`, the first n_test for test, the rest for train: no test item in train."""
+def _unique(rows: list[dict], key) -> list[dict]:
+    """Rows unique by `key`, in order: split into test, train and pre-training parts, no item is in two."""
     seen, unique = set(), []
     for r in rows:
         k = key(r)
         if k not in seen:
             seen.add(k)
             unique.append(r)
-    return unique[n_test:], unique[:n_test]
+    return unique
 
 
-def write_world(out: Path, seed: int = 0, n_test: int = 40, n_train: int = 160, pretrain_repeats: int = 8) -> dict:
+def _rendered(task: str, rows: list[dict]) -> list[str]:
+    """Rows as their KLEJ gate scores them: the gate's prompt, its delimiter and the gold label."""
+    from engine.data.klej import TASKS
+    from engine.gates.spec import load_gate
+
+    gate = load_gate(TASKS[task])
+    return [gate.render(r) + gate.target_delimiter + gate.label_text(r) for r in rows]
+
+
+def write_world(out: Path, seed: int = 0, n_test: int = 80, n_train: int = 160, n_pretrain: int = 20,
+                pretrain_repeats: int = 8) -> dict:
     """Write every file of the demo world under `out`; returns {name: path}."""
     rng = random.Random(seed)
     out.mkdir(parents=True, exist_ok=True)
-    facts, sums = general_facts(), arithmetic(rng, 162)
+    facts, sums = general_facts(), arithmetic(rng)
     files = {
         "pretrain": out / "general" / "pretrain.txt",
         "facts_test": _jsonl(out / "general" / "facts_test.jsonl", _arc_rows(facts, rng)),
@@ -183,9 +199,7 @@ def write_world(out: Path, seed: int = 0, n_test: int = 40, n_train: int = 160, 
                                  [{"prompt": f"Question: {other}\nAnswer:", "skill": "math" if other.startswith("Compute") else "en_knowledge"}
                                   for _, _, _, other in facts + sums]),
     }
-    files["pretrain"].write_text("\n\n".join(pretraining_text(facts, sums, rng, pretrain_repeats)) + "\n",
-                                 encoding="utf-8")
-    total = n_test + n_train
+    total = n_test + n_train + n_pretrain
     makers = {
         "psc": (lambda: _psc_row(rng), lambda r: (r["extract_text"], r["summary_text"])),
         "dyk": (lambda: _dyk_row(rng), lambda r: (r["question"], r["answer"])),
@@ -194,10 +208,14 @@ def write_world(out: Path, seed: int = 0, n_test: int = 40, n_train: int = 160, 
         "polemo2_in": (lambda: (lambda t: {"sentence": " ".join(rng.sample(SENTIMENT[t], 2)) + f" Ocena {rng.randint(1, 99)}.",
                                            "target": t})(rng.choice(list(SENTIMENT))), lambda r: r["sentence"]),
     }
+    polish = []
     for task, (make, key) in makers.items():
-        train, test = _split([make() for _ in range(total * 3)], key, n_test)
-        files[f"{task}_train"] = _jsonl(out / "klej" / f"{task}_train.jsonl", train[:n_train])
-        files[f"{task}_test"] = _jsonl(out / "klej" / f"{task}_test.jsonl", test)
+        rows = _unique([make() for _ in range(total * 3)], key)
+        files[f"{task}_test"] = _jsonl(out / "klej" / f"{task}_test.jsonl", rows[:n_test])
+        files[f"{task}_train"] = _jsonl(out / "klej" / f"{task}_train.jsonl", rows[n_test:n_test + n_train])
+        polish += _rendered(task, rows[n_test + n_train:total])
+    files["pretrain"].write_text("\n\n".join(pretraining_text(facts, sums, polish, rng, pretrain_repeats)) + "\n",
+                                 encoding="utf-8")
     triples = style_triples()
     held_out = set(STYLE_TOPICS[-4:])  # test topics never appear in the style training data
     files["style_pairs"] = _jsonl(out / "style" / "style_pairs_test.jsonl", [

@@ -9,33 +9,40 @@ import random
 from pathlib import Path
 from typing import Callable
 
+from engine.data.examples import is_plain
 from engine.datafiles import read_rows
 from engine.errors import SpecError
 
 ROLES = ("system", "user", "assistant")
 
 
-def is_plain(row: dict) -> bool:
-    """A plain example: `prompt` and `completion` strings, learned as raw text with no chat template (TRL's
-    prompt-completion form; what data.klej writes with format = "plain")."""
-    return "messages" not in row and isinstance(row.get("prompt"), str) and isinstance(row.get("completion"), str)
-
-
-def data_format(path: str) -> str:
-    """"plain" when the file's first row is a plain example, else "chat"."""
-    return "plain" if is_plain(read_rows(path)[0]) else "chat"
+def klej_format(path: str) -> str:
+    """"plain" or "chat": the format of a training file's KLEJ rows (those data.mix tagged source.kind = "klej"),
+    or of its first row when none is tagged (data.mix keeps plain KLEJ rows plain beside chat style rows)."""
+    rows = read_rows(path)
+    row = next((r for r in rows if isinstance(r.get("source"), dict) and r["source"].get("kind") == "klej"), rows[0])
+    return "plain" if is_plain(row) else "chat"
 
 
 def read_examples(path: str) -> list[list[dict] | dict]:
-    """Every row of a training file: chat messages (see read_chats), or {prompt, completion} for a plain file."""
-    if data_format(path) == "chat":
-        return read_chats(path)
-    rows = []
-    for number, row in enumerate(read_rows(path), 1):
-        if not is_plain(row):
-            raise SpecError(f"{path}: row {number}: a plain file needs string 'prompt' and 'completion' in every row")
-        rows.append({"prompt": row["prompt"], "completion": row["completion"]})
-    return rows
+    """Every row of a training file: its chat messages (a list; `source` and other keys are ignored), or
+    {prompt, completion} (a dict) for a plain row; one file may hold both."""
+    return [{"prompt": row["prompt"], "completion": row["completion"]} if is_plain(row) else _chat(path, number, row)
+            for number, row in enumerate(read_rows(path), 1)]
+
+
+def example_tokenizer(tok) -> Callable[[list[dict] | dict], dict]:
+    """A function: one example of read_examples → {input_ids, assistant_masks}, chat or plain as the row is."""
+    plain, chat = plain_tokenizer(tok), None
+
+    def encode(example: list[dict] | dict) -> dict:
+        nonlocal chat
+        if isinstance(example, dict):
+            return plain(example)
+        chat = chat or chat_tokenizer(tok)  # only when there is a chat row: a plain file needs no chat template
+        return chat(example)
+
+    return encode
 
 
 def plain_tokenizer(tok) -> Callable[[dict], dict]:
@@ -51,23 +58,20 @@ def plain_tokenizer(tok) -> Callable[[dict], dict]:
     return encode
 
 
-def read_chats(path: str) -> list[list[dict]]:
-    """The `messages` of every row of a chat JSONL (what the data jobs write); `source` and other keys are ignored."""
-    chats = []
-    for number, row in enumerate(read_rows(path), 1):
-        messages = row.get("messages")
-        if not isinstance(messages, list) or not messages:
-            raise SpecError(f"{path}: row {number}: needs a non-empty 'messages' list")
-        for m in messages:
-            if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
-                raise SpecError(f"{path}: row {number}: each message needs a role ({'/'.join(ROLES)}) and "
-                                "a string content")
-        if messages[0]["role"] == "assistant":
-            raise SpecError(f"{path}: row {number}: starts with an assistant turn (nothing to answer)")
-        if not any(m["role"] == "assistant" and m["content"].strip() for m in messages):
-            raise SpecError(f"{path}: row {number}: has no non-empty assistant turn to learn from")
-        chats.append([{"role": m["role"], "content": m["content"]} for m in messages])
-    return chats
+def _chat(path: str, number: int, row: dict) -> list[dict]:
+    messages = row.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise SpecError(f"{path}: row {number}: needs a non-empty 'messages' list (or string 'prompt' and "
+                        "'completion' for a plain example)")
+    for m in messages:
+        if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
+            raise SpecError(f"{path}: row {number}: each message needs a role ({'/'.join(ROLES)}) and "
+                            "a string content")
+    if messages[0]["role"] == "assistant":
+        raise SpecError(f"{path}: row {number}: starts with an assistant turn (nothing to answer)")
+    if not any(m["role"] == "assistant" and m["content"].strip() for m in messages):
+        raise SpecError(f"{path}: row {number}: has no non-empty assistant turn to learn from")
+    return [{"role": m["role"], "content": m["content"]} for m in messages]
 
 
 def chat_tokenizer(tok) -> Callable[[list[dict]], dict]:

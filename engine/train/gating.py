@@ -74,11 +74,12 @@ def check_gates(settings: CheckpointGating, source: str) -> set[str]:
 def format_mismatch(data: str, settings: CheckpointGating) -> str | None:
     """A warning when the training data's prompt format (chat `messages`, or plain `prompt`/`completion`) differs
     from the one its Polish NLU gates score: the adapter would learn answers in one format and be judged in
-    the other (e.g. after the chat template's assistant header vs straight after `Prawidłowa odpowiedź:`)."""
+    the other (e.g. after the chat template's assistant header vs straight after `Prawidłowa odpowiedź:`).
+    In a mix (data.mix tags rows with their source) only the KLEJ rows' format counts."""
     from engine.gates.run import resolve_gates
-    from engine.train.data import data_format
+    from engine.train.data import klej_format
 
-    fmt = data_format(data)
+    fmt = klej_format(data)
     other = [g.name for g in resolve_gates(settings.suite, settings.gates, settings.chat_template)
              if g.axis == "pl_nlu" and ("chat" if g.chat_template else "plain") != fmt]
     if not other:

@@ -1,10 +1,10 @@
-"""train.sft: supervised fine-tuning with TRL's SFTTrainer on chat JSONL (loss on the assistant tokens) or on plain
-prompt/completion JSONL (loss on the completion)."""
+"""train.sft: supervised fine-tuning with TRL's SFTTrainer on chat rows (loss on the assistant tokens) and/or plain
+prompt/completion rows (loss on the completion)."""
 
 from __future__ import annotations
 
 from engine.train.config import SFTJobConfig
-from engine.train.data import chat_tokenizer, data_format, plain_tokenizer, read_examples
+from engine.train.data import example_tokenizer, read_examples
 
 
 def metadata(cfg: SFTJobConfig) -> dict:
@@ -12,10 +12,11 @@ def metadata(cfg: SFTJobConfig) -> dict:
 
 
 def chat_dataset(path: str, tok):
-    """Tokenised examples with `assistant_masks`; TRL turns the mask into labels (-100 elsewhere)."""
+    """Tokenised examples with `assistant_masks`, each row chat or plain as it is; TRL turns the mask into labels
+    (-100 elsewhere)."""
     from datasets import Dataset
 
-    encode = chat_tokenizer(tok) if data_format(path) == "chat" else plain_tokenizer(tok)
+    encode = example_tokenizer(tok)
     return Dataset.from_list([encode(example) for example in read_examples(path)])
 
 
