@@ -13,7 +13,7 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from engine.errors import SpecError
 from engine.jobs import describe_validation_error, dumps_toml
@@ -34,11 +34,13 @@ class BoxUnreachable(BoxError):
     """The box cannot be reached right now (refused, timed out, dropped); worth retrying later."""
 
 
-class VastInfo(BaseModel):
-    """The rented instance behind a `vast` box: what to destroy and what it costs."""
+class Rental(BaseModel):
+    """The rented instance behind an SSH box: who rents it, what to destroy and what it costs. A provider
+    (remotes/vast.py) writes it when it rents a box; prices, running costs and the box listings read it."""
 
     model_config = ConfigDict(extra="forbid")
-    instance_id: int = Field(description="vast.ai instance (contract) id")
+    provider: str = Field("vast", description="who rents it (the module that destroys it: remotes/PROVIDER.py)")
+    instance_id: int | str = Field(description="the provider's instance (contract) id")
     offer_id: int | None = Field(None, description="the offer it was rented from")
     gpu: str = Field("", description="GPU model and count, as offered")
     dph_total: float = Field(0.0, ge=0, description="price in $/hour")
@@ -50,7 +52,7 @@ class Box(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     name: str = Field(description="the box's name in slayer commands")
-    kind: Literal["local", "ssh", "vast"] = "ssh"
+    kind: Literal["local", "ssh", "vast"] = "ssh"  # vast: a vast.ai rental as boxes.toml recorded it before
     user: str | None = Field(None, description="login user (default: the local user name)")
     host: str | None = Field(None, description="host name or address")
     port: int = Field(22, ge=1, le=65535, description="ssh port")
@@ -59,7 +61,8 @@ class Box(BaseModel):
     python: str | None = Field(None, description="python with the engine installed (default: bootstrap's venv)")
     jump: str | None = Field(None, description="jump host USER@HOST[:PORT], same keys")
     env: dict[str, str] = Field(default_factory=dict, description="environment for jobs on this box")
-    vast: VastInfo | None = None
+    rental: Rental | None = Field(None, validation_alias=AliasChoices("rental", "vast"),  # [NAME.vast] before
+                                  description="the rented instance behind the box, if it is rented")
     # What an hour of this box costs (see remotes.cost): a rented vast box uses its rental price instead.
     cost_per_hour: float | None = Field(None, ge=0, description="price of one hour of the whole box (owned boxes)")
     watts: float | None = Field(None, ge=0, description="power draw under load, W (with price_per_kwh)")
@@ -87,10 +90,10 @@ class Box(BaseModel):
 
     def running_cost(self, now: float | None = None) -> float | None:
         """Dollars spent so far on a rented box (price × hours since the rental began)."""
-        if self.vast is None or not self.vast.started_s:
+        if self.rental is None or not self.rental.started_s:
             return None
-        hours = max(0.0, ((now or time.time()) - self.vast.started_s) / 3600)
-        return round(self.vast.dph_total * hours, 4)
+        hours = max(0.0, ((now or time.time()) - self.rental.started_s) / 3600)
+        return round(self.rental.dph_total * hours, 4)
 
 
 LOCAL = Box(name="local", kind="local", host=None, workdir="", python=None)

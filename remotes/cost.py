@@ -15,7 +15,7 @@ from remotes.boxes import Box, get_box
 class BoxPrice:
     per_hour: float | None
     gpus: int
-    source: str  # "vast", "cost_per_hour", "power", or "none"
+    source: str  # the rental's provider ("vast"), "cost_per_hour", "power", or "none"
 
     def fields(self) -> dict:
         """The `price_per_hour` and `gpus` keywords of store.ingest.register_run."""
@@ -24,8 +24,8 @@ class BoxPrice:
 
 def box_price(box: Box) -> BoxPrice:
     gpus = box.gpus if box.gpus is not None else 1
-    if box.vast is not None and box.vast.dph_total:
-        return BoxPrice(box.vast.dph_total, gpus, "vast")
+    if box.rental is not None and box.rental.dph_total:
+        return BoxPrice(box.rental.dph_total, gpus, box.rental.provider)
     if box.cost_per_hour is not None:
         return BoxPrice(box.cost_per_hour, gpus, "cost_per_hour")
     if box.watts is not None and box.price_per_kwh is not None:

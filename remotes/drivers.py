@@ -256,6 +256,7 @@ class SSHDriver:
         return self.home / "runs" / run.id / rel
 
 
+# "vast": vast.ai rentals as boxes.toml recorded them before rentals became SSH boxes with a Rental record
 DRIVERS = {"local": LocalDriver, "ssh": SSHDriver, "vast": SSHDriver}
 
 

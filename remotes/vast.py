@@ -1,5 +1,5 @@
 """vast.ai rentals through its REST API: search offers, create an instance, wait for SSH, register it as a
-`vast` box, bootstrap it, destroy it. The API key comes from $VAST_API_KEY or the OS keyring (service
+SSH box with its `Rental`, bootstrap it, destroy it. The API key comes from $VAST_API_KEY or the OS keyring (service
 "slayer", user "vast.ai") and is never written to boxes.toml, the store or a log."""
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from typing import Callable
 
 import asyncssh
 
-from remotes.boxes import Box, BoxError, BoxUnreachable, VastInfo, get_box, load_boxes, put_box, remove_box
+from remotes.boxes import Box, BoxError, BoxUnreachable, Rental, get_box, load_boxes, put_box, remove_box
 from remotes.ssh import HostKeyConfirm, connect_box, forget_host_key
 
+PROVIDER = "vast"  # the rental record's provider
 DEFAULT_URL = "https://console.vast.ai"
 KEYRING = ("slayer", "vast.ai")
 RETRY_STATUSES = (429, 500, 502, 503, 504)
@@ -180,9 +181,9 @@ async def rent_box(home, name: str, offer_id: int, *, key_path: str, client: Vas
     try:
         await asyncio.to_thread(client.attach_ssh_key, instance_id, public)
         inst = await _wait_running(client, instance_id, deadline, poll_s, say)
-        box = Box(name=name, kind="vast", user="root", host=inst["ssh_host"], port=int(inst["ssh_port"]),
+        box = Box(name=name, user="root", host=inst["ssh_host"], port=int(inst["ssh_port"]),
                   key=key_path, workdir=workdir, python=python, env=env or {},
-                  vast=VastInfo(instance_id=instance_id, offer_id=offer_id,
+                  rental=Rental(provider=PROVIDER, instance_id=instance_id, offer_id=offer_id,
                                 gpu=f"{inst.get('num_gpus') or '?'}x {inst.get('gpu_name') or '?'}",
                                 dph_total=float(inst.get("dph_total") or 0),
                                 started_s=float(inst.get("start_date") or time.time())))
@@ -195,7 +196,7 @@ async def rent_box(home, name: str, offer_id: int, *, key_path: str, client: Vas
                            f"console, it costs money") from None
         raise
     put_box(home, box)
-    say(f"box {name} registered ({box.address}, ${box.vast.dph_total:.3f}/h)")
+    say(f"box {name} registered ({box.address}, ${box.rental.dph_total:.3f}/h)")
     if bootstrap:
         from remotes.bootstrap import bootstrap_box
 
@@ -207,10 +208,10 @@ async def rent_box(home, name: str, offer_id: int, *, key_path: str, client: Vas
 async def destroy_box(home, name: str, *, client: VastClient | None = None) -> Box:
     """Destroy the rented instance, then forget the box and its pinned host key (the address gets reused)."""
     box = get_box(home, name)
-    if box.kind != "vast" or box.vast is None:
+    if box.rental is None or box.rental.provider != PROVIDER:
         raise BoxError(f"box {name} is not a vast.ai rental; `slayer boxes remove {name}` forgets it")
     client = client or VastClient()
-    await asyncio.to_thread(client.destroy_instance, box.vast.instance_id)
+    await asyncio.to_thread(client.destroy_instance, box.rental.instance_id)
     remove_box(home, name)
     forget_host_key(home, box.host, box.port)
     return box

@@ -197,6 +197,27 @@ def test_boxes_check_and_bootstrap_go_through_the_driver(home, monkeypatch):
     assert isinstance(refused, UserError) and "this machine" in str(refused) and "\n" not in str(refused)
 
 
+def test_a_box_provider_writes_a_rental_and_nothing_else_changes(home):
+    """Another rental provider's module rents a machine and registers an SSH box with its `Rental`: the driver,
+    the price of its runs, its running cost and the box listing follow from that record alone."""
+    from click.testing import CliRunner
+
+    from remotes.boxes import Rental, get_box, put_box, ssh_box
+    from remotes.cost import price_of
+    from remotes.drivers import SSHDriver, driver_class
+    from slayer_console.cli import cli
+
+    started = time.time() - 1800
+    put_box(home, ssh_box("acme-1", "root@203.0.113.9:2222",  # what remotes/acme.py's rent would write
+                          rental=Rental(provider="acme", instance_id="i-42", gpu="8x H100", dph_total=16.0,
+                                        started_s=started)))
+    box = get_box(home, "acme-1")
+    assert driver_class(box) is SSHDriver
+    assert (price_of(home, "acme-1").per_hour, price_of(home, "acme-1").source) == (16.0, "acme")
+    assert box.running_cost(now=started + 3600) == 16.0
+    assert "$16.000/h" in CliRunner().invoke(cli, ["boxes"]).output
+
+
 # The "done when" of the architecture step, kept true by grep: each check reads the code as text or syntax.
 
 CODE = [p for d in ("engine", "store", "remotes", "slayer_console", "bench") for p in sorted((ROOT / d).rglob("*.py"))]

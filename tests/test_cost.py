@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from remotes.boxes import BoxError, VastInfo, load_boxes, put_box, ssh_box
+from remotes.boxes import BoxError, Rental, load_boxes, put_box, ssh_box
 from remotes.cost import box_price, price_of
 from store import Store
 from store.cost import CostTotal, experiment_costs, run_cost
@@ -25,7 +25,7 @@ def test_each_kind_of_box_has_its_price_and_local_keeps_its_own_through_a_rewrit
                                      '[simp]\nhost = "simp.lan"\ncost_per_hour = 0.25\ngpus = 1\n')
     assert price_of(home, "local").per_hour == pytest.approx(0.28) and price_of(home, "local").source == "power"
     assert price_of(home, "simp").per_hour == 0.25
-    rented = ssh_box("rent", "root@1.2.3.4:4022", vast=VastInfo(instance_id=7, dph_total=1.6), gpus=4)
+    rented = ssh_box("rent", "root@1.2.3.4:4022", rental=Rental(instance_id=7, dph_total=1.6), gpus=4)
     put_box(home, rented)
     assert (box_price(load_boxes(home)["rent"]).per_hour, box_price(rented).gpus) == (1.6, 4)
     assert price_of(home, "local").per_hour == pytest.approx(0.28)  # put_box rewrote the file: local's price stays

@@ -8,7 +8,7 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from remotes.boxes import Box, BoxError, VastInfo, get_box, load_boxes, put_box, remove_box, ssh_box
+from remotes.boxes import Box, BoxError, Rental, get_box, load_boxes, put_box, remove_box, ssh_box
 from slayer_console.cli import cli
 
 
@@ -57,9 +57,13 @@ def test_bad_addresses_are_refused(address):
 
 def test_boxes_lists_rented_boxes_with_their_running_cost(home):
     started = time.time() - 3600
-    put_box(home, Box(name="v1", kind="vast", user="root", host="ssh5.vast.ai", port=31022,
-                      vast=VastInfo(instance_id=7, dph_total=0.5, started_s=started)))
+    # a vast.ai rental as boxes.toml recorded it before rentals were SSH boxes with a [NAME.rental] table
+    (home / "boxes.toml").write_text(f'[v1]\nkind = "vast"\nuser = "root"\nhost = "ssh5.vast.ai"\nport = 31022\n'
+                                     f'[v1.vast]\ninstance_id = 7\ndph_total = 0.5\nstarted_s = {started}\n')
     assert get_box(home, "v1").running_cost(now=started + 2 * 3600) == 1.0
+    put_box(home, Box(name="r1", user="root", host="203.0.113.9",
+                      rental=Rental(provider="acme", instance_id="i-9", dph_total=2.0, started_s=started)))
+    assert get_box(home, "v1").rental.provider == "vast" and get_box(home, "r1").rental.instance_id == "i-9"
     listed = CliRunner().invoke(cli, ["--home", str(home), "boxes", "--format", "json"])
     rows = {b["name"]: b for b in json.loads(listed.output)}
     assert rows["local"]["kind"] == "local" and rows["v1"]["running_cost"] > 0

@@ -139,9 +139,9 @@ def test_rent_bootstrap_run_cost_destroy(vast, sshd, home, tmp_path):
     box = asyncio.run(rent_box(home, "v1", 101, key_path=str(sshd.client_key), workdir=str(tmp_path / "wd"),
                                python=sys.executable, env={"PYTHONPATH": str(ROOT)},
                                accept_fingerprint=sshd.fingerprint, poll_s=0.05, on_state=states.append))
-    assert box.kind == "vast" and box.vast.dph_total == 0.41 and box.vast.gpu == "1x RTX 4090"
+    assert (box.kind, box.rental.provider, box.rental.dph_total, box.rental.gpu) == ("ssh", "vast", 0.41, "1x RTX 4090")
     assert any("loading" in s for s in states)
-    instance = vast.instances[box.vast.instance_id]
+    instance = vast.instances[box.rental.instance_id]
     assert instance["ssh_keys"] == [sshd.client_key.with_name("authorized_keys").read_text().strip()]
     assert get_box(home, "v1").address == f"root@127.0.0.1:{sshd.port}"
 
@@ -154,7 +154,7 @@ def test_rent_bootstrap_run_cost_destroy(vast, sshd, home, tmp_path):
 
     destroyed = slayer(home, "boxes", "vast", "destroy", "v1")
     assert destroyed.exit_code == 0, destroyed.output
-    assert vast.calls[-1][:2] == ("DELETE", f"/api/v0/instances/{box.vast.instance_id}/")
+    assert vast.calls[-1][:2] == ("DELETE", f"/api/v0/instances/{box.rental.instance_id}/")
     assert vast.instances == {} and "v1" not in load_boxes(home)
     assert f":{sshd.port}]" not in (home / "known_hosts").read_text()
     for path in home.rglob("*"):

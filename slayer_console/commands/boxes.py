@@ -21,7 +21,7 @@ def ask_host_key(box, where: str, key_type: str, fingerprint: str) -> bool:
 
 def _cost(box) -> str:
     spent = box.running_cost()
-    return "" if spent is None else f"${box.vast.dph_total:.3f}/h, ${spent:.2f} so far"
+    return "" if spent is None else f"${box.rental.dph_total:.3f}/h, ${spent:.2f} so far"
 
 
 @click.group(invoke_without_command=True)
@@ -127,8 +127,8 @@ def remove_cmd(name: str) -> None:
     from remotes.boxes import remove_box
 
     box = remove_box(settings().home, name)
-    click.echo(f"box {name} removed" + (f"; its vast.ai instance {box.vast.instance_id} still runs and costs "
-                                        f"money" if box.vast else ""))
+    click.echo(f"box {name} removed" + (f"; its {box.rental.provider} instance {box.rental.instance_id} still "
+                                        f"runs and costs money" if box.rental else ""))
 
 
 @boxes.group("vast")
@@ -175,7 +175,7 @@ def rent_cmd(name: str, offer_id: int, key: str, image: str, disk_gb: float, wor
                                workdir=workdir, python=python, env=_env(env), confirm=ask_host_key,
                                accept_fingerprint=accept,
                                bootstrap=not no_bootstrap, on_state=lambda m: click.echo(m, err=True)))
-    click.echo(f"box {name} ready ({box.address}, {box.vast.gpu}, ${box.vast.dph_total:.3f}/h)")
+    click.echo(f"box {name} ready ({box.address}, {box.rental.gpu}, ${box.rental.dph_total:.3f}/h)")
 
 
 @vast.command("destroy")
@@ -185,4 +185,4 @@ def destroy_cmd(name: str) -> None:
     from remotes.vast import destroy_box
 
     box = asyncio.run(destroy_box(settings().home, name))
-    click.echo(f"box {name} destroyed (instance {box.vast.instance_id}, about ${box.running_cost():.2f} spent)")
+    click.echo(f"box {name} destroyed (instance {box.rental.instance_id}, about ${box.running_cost():.2f} spent)")
