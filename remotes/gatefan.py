@@ -38,9 +38,9 @@ def fanout_boxes(job: dict) -> list[str]:
     return list(gates.get("boxes") or []) if gates.get("mode", "auto") in ("fanout", "auto") else []
 
 
-async def check_gate_boxes(home, boxes: list[str], source: str, device_auto: bool) -> None:
-    """Before a launch: every gate box is known, an ssh box, answers with a working engine, and — when [gates]
-    device is auto — has a `boxes check` record saying whether it has a GPU (one line else)."""
+async def check_gate_boxes(home, boxes: list[str], source: str) -> None:
+    """Before a launch: every gate box is known, an ssh box, was checked (`slayer plan` plans the gate job on it;
+    `[gates] device = "auto"` takes its device from there) and answers with a working engine (one line else)."""
     from remotes.bootstrap import check_engine
     from remotes.check import load_report
     from remotes.drivers import driver_for
@@ -50,8 +50,7 @@ async def check_gate_boxes(home, boxes: list[str], source: str, device_auto: boo
             driver = driver_for(home, None, name)
             if driver.local:
                 raise BoxError(f"box {name} is this machine: gate beside training with mode = \"process\" instead")
-            if device_auto:
-                load_report(home, name)
+            load_report(home, name)
             async with connect_box(driver.box, home) as conn:
                 await check_engine(conn, driver.box)
         except BoxError as e:

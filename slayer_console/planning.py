@@ -28,7 +28,13 @@ def plan_spec(home, spec, box: str):
     if kind is TrainJobConfig and plan.gating == "fanout":
         from engine.plan.verdict import plan_gate_boxes
 
-        plan = plan_gate_boxes(plan, spec.config, {name: box_machine(home, name) for name in gate_boxes(spec)})
+        from remotes.boxes import BoxError
+
+        try:
+            machines = {name: box_machine(home, name) for name in gate_boxes(spec)}
+        except BoxError as e:
+            raise BoxError(f"[gates] boxes: {e}") from None
+        plan = plan_gate_boxes(plan, spec.config, machines)
     return plan
 
 
@@ -64,11 +70,11 @@ def gate_boxes(spec) -> list[str]:
 
 
 def check_gate_boxes(home, source: str, spec) -> None:
-    """Before a launch: each gate box is known, answers with a working engine and, for [gates] device = "auto",
-    was checked (SpecError, one line)."""
+    """Before a launch: each gate box is known, was checked and answers with a working engine (SpecError, one
+    line)."""
     import asyncio
 
     from remotes.gatefan import check_gate_boxes as check
 
     if gate_boxes(spec):
-        asyncio.run(check(home, gate_boxes(spec), source, spec.config.gates.device == "auto"))
+        asyncio.run(check(home, gate_boxes(spec), source))

@@ -49,6 +49,8 @@ def test_fanout_gates_each_checkpoint_on_a_gate_box_as_in_process_gating_would(s
     for name in ("g1", "g2"):
         server = sshd_factory()
         register(home, engine_box(server, name, tmp_path / name), server)
+        checked = CliRunner().invoke(cli, ["--home", str(home), "boxes", "check", name])  # the plan reads it
+        assert checked.exit_code == 0, checked.output
     status, reference = run_in_process(tmp_path / "ref", **_job(tmp_path, "in_process", "ref"))
     assert status == "succeeded"
     spec = tmp_path / "fanout.toml"
@@ -81,12 +83,16 @@ def test_fanout_gates_each_checkpoint_on_a_gate_box_as_in_process_gating_would(s
     assert not of_type(events, "gate_result")  # the training process gated nothing itself
 
 
-def test_an_unknown_or_unreachable_gate_box_is_one_line_and_nothing_is_launched(sshd_factory, home, tmp_path):
+def test_an_unknown_unchecked_or_unreachable_gate_box_is_one_line_and_nothing_is_launched(sshd_factory, home,
+                                                                                          tmp_path):
     server = sshd_factory()
     register(home, engine_box(server, "g1", tmp_path / "g1"), server)
+    register(home, engine_box(server, "unchecked", tmp_path / "g1"), server)
+    assert CliRunner().invoke(cli, ["--home", str(home), "boxes", "check", "g1"]).exit_code == 0
     put_box(home, get_box(home, "g1").model_copy(update={"name": "down", "port": free_port()}))
+    (home / "box_checks" / "down.json").write_text((home / "box_checks" / "g1.json").read_text())  # checked, then gone
     for gates, needle in (({"boxes": ["g1", "nope"]}, "no box 'nope'"), ({"boxes": ["down"]}, "cannot reach"),
-                          ({"boxes": ["g1"], "device": "auto"}, "box 'g1' was never checked")):
+                          ({"boxes": ["unchecked"]}, "box 'unchecked' was never checked")):
         spec = tmp_path / "fanout.toml"
         spec.write_text(dumps_toml(_job(tmp_path, "fanout", "fan", **gates)), encoding="utf-8")
         ran = CliRunner().invoke(cli, ["--home", str(home), "run", str(spec)])

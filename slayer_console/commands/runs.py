@@ -36,9 +36,9 @@ def run(spec_path: str, box: str, detach: bool, experiment: str | None, quiet: b
     cfg = settings()
     driver = driver_for(cfg.home, cfg.store(), box)
     driver.admit(spec)  # before planning: a job the box cannot run at all is refused in one line
+    check_gate_boxes(cfg.home, spec_path, spec)  # before planning: the plan reads each gate box too
     if not force:
         check_fits(cfg.home, spec_path, spec, box, note=lambda line: click.echo(line, err=True))
-    check_gate_boxes(cfg.home, spec_path, spec)
     experiment = experiment or spec.experiment or "default"
     overrides = check_policy(cfg, spec, experiment, spec_path)
     for override in overrides:
