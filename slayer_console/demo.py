@@ -152,7 +152,7 @@ def run_demo(settings, fast: bool = False, seed: int = 0) -> str:
           **({"replay": str(replay / "replay.jsonl")} if share else {})})
         for label, share in (("no-replay", 0.0), ("replay", 0.25))])
     mixes = {label: str(out / "train_v2_mix.jsonl") for label, out in zip(("no-replay", "replay"), mixes)}
-    steps, save = (24, 8) if fast else (90, 30)
+    steps, save = (24, 8) if fast else (90, 15)
     # The two adapters train side by side, each gating its checkpoints in its own process as they are saved.
     demo.run_all(*[(f"DoRA adapter {label}: {steps} steps, every checkpoint gated",
                     _sft(f"sft-{label}", base, mixes[label], world, steps, save, 1e-3, base_gated=(i == 0)))
@@ -161,7 +161,7 @@ def run_demo(settings, fast: bool = False, seed: int = 0) -> str:
     gate = {k: v for k, v in _gates(world).items() if k != "base"}
     demo.run(f"merge rescue: scale sweep{'' if fast else ' and TIES'} of {parent.name}",
              {"kind": "merge.sweep", "name": "merge-sweep", "model": base, "adapter": parent.recipe["adapter"],
-              "scales": [0.3, 0.5] if fast else [0.3, 0.5, 0.7], "variants": [] if fast else
+              "scales": [0.3, 0.5] if fast else [0.2, 0.3, 0.5], "variants": [] if fast else
               [{"method": "ties", "density": 0.5, "scale": 1.0}], "gate": {**gate, "suite": ""}})
     chosen = accept_best(demo)
     recipe = chosen.recipe  # the accepted candidate as it was gated: its scale or merge goes into the file
